@@ -1,0 +1,147 @@
+"""Engine set-up: URL resolution, SQLite pragmas, migrations on open.
+
+The URL comes from the argument, else `DISCOVERY_DB_URL`, else `sqlite:///./discovery.db`.
+SQLite runs in WAL mode with a busy timeout and foreign keys on, and writers take the write
+lock up front (`BEGIN IMMEDIATE`), because a deferred transaction that reads and then writes
+fails at once under contention instead of waiting for the busy timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///./discovery.db"
+ENV_VAR = "DISCOVERY_DB_URL"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseError(RuntimeError):
+    """A one-line, actionable database problem (bad URL, unreachable server, corrupt file)."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def _check_url(url: str) -> None:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            f"invalid database URL {url!r}: use a SQLAlchemy URL such as sqlite:///discovery.db "
+            f"or postgresql+psycopg://user:pw@host/db (set {ENV_VAR})"
+        ) from None
+    try:
+        parsed.get_dialect()
+    except Exception:
+        raise DatabaseError(
+            f"unsupported database URL {url!r}: the driver {parsed.drivername!r} is not installed or unknown; "
+            f"use sqlite:///PATH or install the driver for {parsed.get_backend_name()}"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise DatabaseError(f"database folder {folder} does not exist: create it or set {ENV_VAR} to another path")
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """Returns a (cached) engine for url, with the schema migrated to the newest revision."""
+    url = resolve_url(url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        _check_url(url)
+        backend = make_url(url).get_backend_name()
+        kwargs: dict = {}
+        if backend == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, **kwargs)
+        if backend == "sqlite":
+            _sqlite_pragmas(engine)
+        if migrate:
+            upgrade(engine)
+        _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Closes every cached engine (tests and forked workers)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def upgrade(engine: Engine) -> None:
+    """Applies Alembic migrations up to head (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    here = Path(__file__).resolve().parent
+    cfg = Config()
+    cfg.set_main_option("script_location", str(here / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise DatabaseError(_explain(engine, exc)) from None
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot open database {engine.url!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _explain(engine: Engine, exc: OperationalError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "file is not a database" in first or "malformed" in first:
+        return f"database file {engine.url.database} is corrupt or not SQLite ({first}): move it aside or set {ENV_VAR}"
+    if "unable to open" in first:
+        return f"cannot open database file {engine.url.database} ({first}): check the path and permissions"
+    if "locked" in first:
+        return f"database {engine.url.database} is locked by another process ({first}): retry when it finishes"
+    return f"cannot reach database {engine.url.render_as_string(hide_password=True)} ({first}): check {ENV_VAR}"
+
+
+def has_schema(engine: Engine) -> bool:
+    return inspect(engine).has_table("campaign")
+
+
+@contextlib.contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A transaction: commits on success, rolls back on error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        yield session

@@ -1,0 +1,161 @@
+"""SQLAlchemy 2.0 typed models: Campaign, Trajectory, Step, Candidate, Evaluation.
+
+Every row is written as the event happens (an LLM call, a parsed candidate, an evaluation).
+Idempotency keys make a resumed campaign reuse finished work instead of duplicating it:
+  - Trajectory: (campaign_id, index)
+  - Step (one proposer call): (trajectory_id, index, sample)
+  - Candidate: step_id (one per step); the seed candidate: (campaign_id, role="seed")
+  - Evaluation: (campaign_id, cache_key) where cache_key is the program hash (cached problems)
+    or "candidate:<id>" (problems that opt out of caching, such as timings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Campaign(Base):
+    """A problem + strategy + proposer config + budget + seed; owns trajectories."""
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    problem: Mapped[str] = mapped_column(String(200), index=True)
+    strategy: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))  # "offline" or a litellm model string
+    seed: Mapped[int] = mapped_column(Integer)
+    budget: Mapped[int] = mapped_column(Integer)  # samples (proposals), each yields one outcome
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # the resolved CampaignConfig
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    direction: Mapped[str] = mapped_column(String(10))
+    evaluator_version: Mapped[str] = mapped_column(String(50), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Trajectory(Base):
+    """An ordered chain of steps (a SimpleTES chain), optionally branched from another."""
+
+    __tablename__ = "trajectory"
+    __table_args__ = (UniqueConstraint("campaign_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(30), default="chain")
+    parent_trajectory_id: Mapped[int | None] = mapped_column(ForeignKey("trajectory.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Step(Base):
+    """One proposer call (an LLM call or an offline proposal) and what became of it."""
+
+    __tablename__ = "step"
+    __table_args__ = (
+        UniqueConstraint("trajectory_id", "index", "sample"),
+        Index("ix_step_campaign_created", "campaign_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    trajectory_id: Mapped[int] = mapped_column(ForeignKey("trajectory.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)  # move number within the trajectory
+    sample: Mapped[int] = mapped_column(Integer)  # sample number within the move (0..K-1)
+    mode: Mapped[str] = mapped_column(String(20))
+    parent_candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidate.id"))
+    messages: Mapped[list[Any]] = mapped_column(JSON)
+    response: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20))  # ok | llm_error | parse_error
+    error: Mapped[str] = mapped_column(Text, default="")
+    committed: Mapped[bool | None] = mapped_column(default=None)  # set when the move finished
+    bookkeeping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Candidate(Base):
+    """A program: its source, its parents, the step that produced it, its content hash."""
+
+    __tablename__ = "candidate"
+    __table_args__ = (
+        UniqueConstraint("step_id"),
+        Index("ix_candidate_campaign_hash", "campaign_id", "program_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("step.id", ondelete="CASCADE", use_alter=True))
+    role: Mapped[str] = mapped_column(String(20), default="proposal")  # proposal | seed
+    code: Mapped[str] = mapped_column(Text)
+    program_hash: Mapped[str] = mapped_column(String(64))
+    parent_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    diff: Mapped[str] = mapped_column(Text, default="")
+    evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("evaluation.id", use_alter=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Evaluation(Base):
+    """What the trusted scorer concluded about a program (shared by identical programs)."""
+
+    __tablename__ = "evaluation"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "cache_key"),
+        Index("ix_evaluation_campaign_score", "campaign_id", "status", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id", use_alter=True))
+    cache_key: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20), default="search")  # search | holdout
+    status: Mapped[str] = mapped_column(String(20))
+    score: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    feedback: Mapped[str] = mapped_column(Text, default="")
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    backend: Mapped[str] = mapped_column(String(20), default="")
+    evaluator_version: Mapped[str] = mapped_column(String(50), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

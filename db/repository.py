@@ -1,0 +1,381 @@
+"""Repository functions: every read and write the flows and the CLI make, one transaction each.
+
+Writers are idempotent on the keys documented in db.models, so a resumed or retried task that
+repeats a write gets the existing row back instead of a duplicate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from db.engine import session_scope
+from db.models import Campaign, Candidate, Evaluation, Step, Trajectory, utcnow
+
+
+class UnknownCampaign(LookupError):
+    """No campaign has that id."""
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+def create_campaign(
+    engine: Engine,
+    *,
+    name: str,
+    problem: str,
+    strategy: str,
+    model: str,
+    seed: int,
+    budget: int,
+    direction: str,
+    evaluator_version: str,
+    config: dict[str, Any],
+) -> int:
+    with session_scope(engine) as s:
+        row = Campaign(
+            name=name,
+            problem=problem,
+            strategy=strategy,
+            model=model,
+            seed=seed,
+            budget=budget,
+            direction=direction,
+            evaluator_version=evaluator_version,
+            config=config,
+            status="created",
+            error="",
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def get_campaign(engine: Engine, campaign_id: int) -> Campaign:
+    with session_scope(engine) as s:
+        row = s.get(Campaign, campaign_id)
+        if row is None:
+            known = s.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(5)).all()
+            hint = f"recent ids: {', '.join(map(str, known))}" if known else "no campaigns yet: start one with `discovery run`"
+            raise UnknownCampaign(f"no campaign with id {campaign_id} ({hint})")
+        s.expunge(row)
+        return row
+
+
+def list_campaigns(engine: Engine) -> list[Campaign]:
+    with session_scope(engine) as s:
+        rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
+        s.expunge_all()
+        return rows
+
+
+def set_campaign_status(engine: Engine, campaign_id: int, status: str, *, error: str = "") -> None:
+    values: dict[str, Any] = {"status": status, "error": error}
+    now = utcnow()
+    if status == "running":
+        values["started_at"] = func.coalesce(Campaign.started_at, now)
+        values["finished_at"] = None
+    elif status in ("completed", "failed", "interrupted"):
+        values["finished_at"] = now
+    with session_scope(engine) as s:
+        s.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
+
+
+# ---------------------------------------------------------------- trajectories and steps
+
+
+def ensure_trajectory(engine: Engine, campaign_id: int, index: int, kind: str = "chain") -> int:
+    """Returns the id of trajectory `index` of the campaign, creating it once."""
+    with session_scope(engine) as s:
+        found = s.scalar(select(Trajectory.id).where(Trajectory.campaign_id == campaign_id, Trajectory.index == index))
+        if found is not None:
+            return found
+    try:
+        with session_scope(engine) as s:
+            row = Trajectory(campaign_id=campaign_id, index=index, kind=kind)
+            s.add(row)
+            s.flush()
+            return row.id
+    except IntegrityError:
+        with session_scope(engine) as s:
+            return s.scalar(select(Trajectory.id).where(Trajectory.campaign_id == campaign_id, Trajectory.index == index))
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredSample:
+    """One stored sample of a move: its step, its candidate (if any) and that candidate's evaluation."""
+
+    step: Step
+    candidate: Candidate | None
+    evaluation: Evaluation | None
+
+
+def load_move(engine: Engine, trajectory_id: int, index: int) -> dict[int, StoredSample]:
+    """Every stored sample of move (trajectory, index), keyed by sample number."""
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Step, Candidate, Evaluation)
+            .outerjoin(Candidate, Candidate.step_id == Step.id)
+            .outerjoin(Evaluation, Evaluation.id == Candidate.evaluation_id)
+            .where(Step.trajectory_id == trajectory_id, Step.index == index)
+        ).all()
+        s.expunge_all()
+    return {step.sample: StoredSample(step, cand, ev) for step, cand, ev in rows}
+
+
+def record_step(
+    engine: Engine,
+    *,
+    campaign_id: int,
+    trajectory_id: int,
+    index: int,
+    sample: int,
+    mode: str,
+    messages: Sequence[Any],
+    parent_candidate_id: int | None,
+    response: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float,
+    latency_s: float,
+    attempts: int,
+    status: str,
+    error: str,
+    candidate: dict[str, Any] | None,
+) -> tuple[int, int | None]:
+    """Writes a step and, when the response parsed, its candidate, in one transaction.
+
+    `candidate` holds code, program_hash, parent_ids and diff. Idempotent on
+    (trajectory_id, index, sample): a repeat returns the stored ids and writes nothing.
+    """
+    try:
+        with session_scope(engine) as s:
+            step = Step(
+                campaign_id=campaign_id,
+                trajectory_id=trajectory_id,
+                index=index,
+                sample=sample,
+                mode=mode,
+                messages=[dict(m) for m in messages],
+                parent_candidate_id=parent_candidate_id,
+                response=response,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_usd=cost_usd,
+                latency_s=latency_s,
+                attempts=attempts,
+                status=status,
+                error=error,
+                bookkeeping={},
+            )
+            s.add(step)
+            s.flush()
+            candidate_id = None
+            if candidate is not None:
+                cand = Candidate(campaign_id=campaign_id, step_id=step.id, role="proposal", **candidate)
+                s.add(cand)
+                s.flush()
+                candidate_id = cand.id
+            return step.id, candidate_id
+    except IntegrityError:
+        with session_scope(engine) as s:
+            step_id = s.scalar(
+                select(Step.id).where(Step.trajectory_id == trajectory_id, Step.index == index, Step.sample == sample)
+            )
+            if step_id is None:
+                raise
+            cand_id = s.scalar(select(Candidate.id).where(Candidate.step_id == step_id))
+            return step_id, cand_id
+
+
+def finish_move(engine: Engine, step_ids: dict[int, int], committed: int | None, bookkeeping: dict[int, dict]) -> None:
+    """Stores what the strategy made of a finished move on each of its steps (sample -> step id)."""
+    with session_scope(engine) as s:
+        for sample, step_id in step_ids.items():
+            s.execute(
+                update(Step)
+                .where(Step.id == step_id)
+                .values(committed=(sample == committed), bookkeeping=dict(bookkeeping.get(sample, {})))
+            )
+
+
+# ---------------------------------------------------------------- candidates and evaluations
+
+
+def ensure_seed_candidate(engine: Engine, campaign_id: int, code: str, program_hash: str) -> int:
+    with session_scope(engine) as s:
+        found = s.scalar(select(Candidate.id).where(Candidate.campaign_id == campaign_id, Candidate.role == "seed"))
+        if found is not None:
+            return found
+        cand = Candidate(campaign_id=campaign_id, step_id=None, role="seed", code=code, program_hash=program_hash,
+                         parent_ids=[], diff="")
+        s.add(cand)
+        s.flush()
+        return cand.id
+
+
+def get_candidate(engine: Engine, candidate_id: int) -> tuple[Candidate, Evaluation | None]:
+    with session_scope(engine) as s:
+        cand = s.get(Candidate, candidate_id)
+        if cand is None:
+            raise LookupError(f"no candidate with id {candidate_id}")
+        ev = s.get(Evaluation, cand.evaluation_id) if cand.evaluation_id else None
+        s.expunge_all()
+        return cand, ev
+
+
+def find_evaluation(engine: Engine, campaign_id: int, cache_key: str) -> Evaluation | None:
+    with session_scope(engine) as s:
+        ev = s.scalar(select(Evaluation).where(Evaluation.campaign_id == campaign_id, Evaluation.cache_key == cache_key))
+        if ev is not None:
+            s.expunge(ev)
+        return ev
+
+
+def record_evaluation(engine: Engine, *, campaign_id: int, candidate_id: int, cache_key: str, fields: dict[str, Any]) -> int:
+    """Stores an evaluation once per (campaign, cache_key) and links the candidate to it."""
+    try:
+        with session_scope(engine) as s:
+            ev = Evaluation(campaign_id=campaign_id, candidate_id=candidate_id, cache_key=cache_key, **fields)
+            s.add(ev)
+            s.flush()
+            s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=ev.id))
+            return ev.id
+    except IntegrityError:
+        existing = find_evaluation(engine, campaign_id, cache_key)
+        if existing is None:
+            raise
+        link_evaluation(engine, candidate_id, existing.id)
+        return existing.id
+
+
+def link_evaluation(engine: Engine, candidate_id: int, evaluation_id: int) -> None:
+    with session_scope(engine) as s:
+        s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=evaluation_id))
+
+
+# ---------------------------------------------------------------- summaries
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignSummary:
+    campaign: Campaign
+    steps: int
+    candidates: int
+    evaluations: int
+    unevaluated_candidates: int
+    by_status: dict[str, int]
+    step_status: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    seed_score: float | None
+    best_score: float | None
+    best_candidate_id: int | None
+    best_code: str | None
+    duration_s: float | None
+
+
+def summarize(engine: Engine, campaign_id: int) -> CampaignSummary:
+    campaign = get_campaign(engine, campaign_id)
+    with session_scope(engine) as s:
+        steps, ptok, ctok, cost = s.execute(
+            select(
+                func.count(Step.id),
+                func.coalesce(func.sum(Step.prompt_tokens), 0),
+                func.coalesce(func.sum(Step.completion_tokens), 0),
+                func.coalesce(func.sum(Step.cost_usd), 0.0),
+            ).where(Step.campaign_id == campaign_id)
+        ).one()
+        step_status = dict(
+            s.execute(select(Step.status, func.count()).where(Step.campaign_id == campaign_id).group_by(Step.status)).all()
+        )
+        n_cands = s.scalar(select(func.count(Candidate.id)).where(Candidate.campaign_id == campaign_id))
+        unevaluated = s.scalar(
+            select(func.count(Candidate.id)).where(Candidate.campaign_id == campaign_id, Candidate.evaluation_id.is_(None))
+        )
+        by_status = dict(
+            s.execute(
+                select(Evaluation.status, func.count())
+                .where(Evaluation.campaign_id == campaign_id, Evaluation.kind == "search")
+                .group_by(Evaluation.status)
+            ).all()
+        )
+        order = Evaluation.score.desc() if campaign.direction == "maximize" else Evaluation.score.asc()
+        best = s.execute(
+            select(Evaluation.score, Candidate.id, Candidate.code)
+            .join(Candidate, Candidate.evaluation_id == Evaluation.id)
+            .where(Evaluation.campaign_id == campaign_id, Evaluation.status == "ok", Evaluation.kind == "search")
+            .order_by(order, Candidate.id)
+            .limit(1)
+        ).first()
+        seed_score = s.scalar(
+            select(Evaluation.score)
+            .join(Candidate, Candidate.evaluation_id == Evaluation.id)
+            .where(Candidate.campaign_id == campaign_id, Candidate.role == "seed")
+        )
+    duration = None
+    if campaign.started_at and campaign.finished_at:
+        duration = (_aware(campaign.finished_at) - _aware(campaign.started_at)).total_seconds()
+    return CampaignSummary(
+        campaign=campaign,
+        steps=steps,
+        candidates=n_cands,
+        evaluations=sum(by_status.values()),
+        unevaluated_candidates=unevaluated,
+        by_status=by_status,
+        step_status=step_status,
+        prompt_tokens=int(ptok),
+        completion_tokens=int(ctok),
+        cost_usd=float(cost),
+        seed_score=seed_score,
+        best_score=best[0] if best else None,
+        best_candidate_id=best[1] if best else None,
+        best_code=best[2] if best else None,
+        duration_s=duration,
+    )
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def count_rows(engine: Engine, campaign_id: int) -> dict[str, int]:
+    """Row counts per table for one campaign (used by tests and `discovery show`)."""
+    with session_scope(engine) as s:
+        return {
+            "trajectories": s.scalar(select(func.count()).where(Trajectory.campaign_id == campaign_id)),
+            "steps": s.scalar(select(func.count()).where(Step.campaign_id == campaign_id)),
+            "candidates": s.scalar(select(func.count()).where(Candidate.campaign_id == campaign_id)),
+            "evaluations": s.scalar(select(func.count()).where(Evaluation.campaign_id == campaign_id)),
+        }
+
+
+def steps_of(engine: Engine, campaign_id: int) -> list[Step]:
+    with session_scope(engine) as s:
+        rows = list(s.scalars(select(Step).where(Step.campaign_id == campaign_id).order_by(Step.id)))
+        s.expunge_all()
+        return rows
+
+
+def candidates_of(engine: Engine, campaign_id: int) -> list[tuple[Candidate, Evaluation | None]]:
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Candidate, Evaluation)
+            .outerjoin(Evaluation, Evaluation.id == Candidate.evaluation_id)
+            .where(Candidate.campaign_id == campaign_id)
+            .order_by(Candidate.id)
+        ).all()
+        s.expunge_all()
+        return [(c, e) for c, e in rows]
+
+
+def ids(rows: Iterable[Any]) -> list[int]:
+    return [r.id for r in rows]

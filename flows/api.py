@@ -1,0 +1,123 @@
+"""The Python API: everything the CLI does, as plain calls for notebooks and scripts.
+
+    from flows.api import run_campaign, resume_campaign, show_campaign, evaluate_file
+    summary = run_campaign("erdos_min_overlap", budget=64, chains=4, k=4, seed=1)
+    print(summary.best_score, summary.best_code)
+
+Every function raises a one-line, actionable exception on bad input (ConfigError,
+ProblemError, DatabaseError, UnknownCampaign, ProposerUnreachable) before writing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from db import repository as repo
+from db.engine import get_engine
+from db.repository import CampaignSummary
+from discovery.config import CampaignConfig, ConfigError, resolve
+from discovery.types import Evaluation
+from flows.campaign import ProgressFn, run_flow
+from flows.factory import make_proposer, make_runtime
+from problems import get_problem
+
+
+def run_campaign(
+    config: CampaignConfig | str | None = None,
+    /,
+    *,
+    config_file: str | Path | None = None,
+    db_url: str | None = None,
+    progress: ProgressFn | None = None,
+    on_created: Any = None,
+    **overrides: Any,
+) -> CampaignSummary:
+    """Creates a campaign and runs it to the end of its budget; returns its summary.
+
+    `config` is a CampaignConfig, or a problem name/path with settings given as keyword
+    overrides (chains=4, k=4, budget=64, seed=0, model=None -> offline proposer, ...).
+    `on_created(campaign_id)` is called once the campaign row exists (before any proposal).
+    """
+    if isinstance(config, CampaignConfig):
+        cfg = config
+    else:
+        if config is not None:
+            overrides["problem"] = config
+        cfg = resolve(config_file, **overrides)
+    problem = get_problem(cfg.problem)
+    engine = get_engine(db_url)
+    proposer = make_proposer(cfg)
+    preflight = getattr(proposer, "preflight", None)
+    if preflight is not None:
+        preflight()
+    stored_config = cfg.model_dump(mode="json")
+    stored_config["problem"] = cfg.problem
+    campaign_id = repo.create_campaign(
+        engine,
+        name=cfg.name or f"{problem.name}/{cfg.strategy}",
+        problem=cfg.problem,
+        strategy=cfg.strategy,
+        model=cfg.proposer_name,
+        seed=cfg.seed,
+        budget=cfg.budget,
+        direction=problem.direction,
+        evaluator_version=problem.evaluator_version,
+        config=stored_config,
+    )
+    if on_created is not None:
+        on_created(campaign_id)
+    return _execute(campaign_id, cfg, problem, proposer, engine, progress)
+
+
+def resume_campaign(campaign_id: int, *, db_url: str | None = None, progress: ProgressFn | None = None) -> CampaignSummary:
+    """Continues a campaign from what the database holds, to the exact end of its budget."""
+    engine = get_engine(db_url)
+    row = repo.get_campaign(engine, campaign_id)
+    try:
+        cfg = CampaignConfig.model_validate(row.config)
+    except Exception as exc:
+        raise ConfigError(f"campaign {campaign_id} has a stored configuration this version cannot read: {exc}") from None
+    problem = get_problem(cfg.problem)
+    proposer = make_proposer(cfg)
+    return _execute(campaign_id, cfg, problem, proposer, engine, progress)
+
+
+def _execute(campaign_id, cfg, problem, proposer, engine, progress) -> CampaignSummary:
+    repo.set_campaign_status(engine, campaign_id, "running")
+    rt = make_runtime(campaign_id, engine, cfg, problem, proposer)
+    try:
+        result = run_flow(rt, progress)
+    except KeyboardInterrupt:
+        repo.set_campaign_status(engine, campaign_id, "interrupted", error="interrupted by the user")
+        raise
+    except BaseException as exc:
+        repo.set_campaign_status(engine, campaign_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    status = "stopped" if result.get("stopped_reason") else "completed"
+    repo.set_campaign_status(engine, campaign_id, status, error=result.get("stopped_reason", ""))
+    return repo.summarize(engine, campaign_id)
+
+
+def show_campaign(campaign_id: int, *, db_url: str | None = None) -> CampaignSummary:
+    """Best score, best program, counts, tokens and cost of a campaign."""
+    return repo.summarize(get_engine(db_url), campaign_id)
+
+
+def evaluate_file(problem: str, path: str | Path, *, sandbox: str = "auto") -> Evaluation:
+    """Scores one program file in the sandbox exactly as a campaign would."""
+    from problems.evaluate import evaluate
+    from sandbox import get_sandbox
+
+    prob = get_problem(problem)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"program file {p} not found: pass the path of a .py file")
+    return evaluate(prob, p.read_text(encoding="utf-8"), get_sandbox(sandbox))
+
+
+def list_problems():
+    """Every problem the registry knows (built-in and installed)."""
+    from problems import list_problems as _list
+
+    return _list()

@@ -1,0 +1,369 @@
+"""The campaign flow: wires a strategy to a proposer, a sandbox and the database.
+
+One Prefect flow run per campaign execution (a run or a resume). Two kinds of small tasks,
+each with one side effect:
+  - `propose`: one proposer call -> one Step row (+ its Candidate when the response parses);
+  - `evaluate`: one sandboxed evaluation -> one Evaluation row (or a link to the stored one).
+The flow keeps up to `llm_concurrency` proposals and `eval_slots` evaluations in flight,
+independently, so a slow model never idles the sandbox slots and vice versa.
+
+Resuming is re-running: the strategy is deterministic given the campaign seed and what it has
+observed, so it asks for the same moves again, and the flow answers every sample that the
+database already holds (step, candidate, evaluation) from the database, proposing and
+evaluating only what is missing. Progress is derived from completed rows, never from counters.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+from collections import deque
+from typing import Any, Callable
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy import Engine
+
+from db import repository as repo
+from db.engine import get_engine
+from discovery.config import CampaignConfig
+from discovery.edits import ParseError, apply_response, unified_diff
+from discovery.proposers.base import Proposer
+from discovery.strategy import Move, Node, Outcome, Strategy
+from discovery.types import Evaluation, program_hash
+from problems.base import Problem
+from problems.evaluate import evaluate as run_evaluation
+from sandbox.base import Sandbox
+
+ProgressFn = Callable[["Progress"], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    done: int  # samples with an outcome
+    total: int  # the campaign's budget in samples
+    best_score: float | None
+    seed_score: float | None
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the tasks of one campaign execution share in this process (never a task parameter)."""
+
+    campaign_id: int
+    engine: Engine
+    config: CampaignConfig
+    problem: Problem
+    sandbox: Sandbox
+    proposer: Proposer
+    cost_usd: float = 0.0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+_RUNTIMES: dict[int, Runtime] = {}
+_PROGRESS: dict[int, ProgressFn] = {}
+
+
+def register_runtime(rt: Runtime, progress: ProgressFn | None = None) -> None:
+    _RUNTIMES[rt.campaign_id] = rt
+    if progress is not None:
+        _PROGRESS[rt.campaign_id] = progress
+
+
+def unregister_runtime(campaign_id: int) -> None:
+    _RUNTIMES.pop(campaign_id, None)
+    _PROGRESS.pop(campaign_id, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposed:
+    step_id: int
+    candidate_id: int | None
+    code: str | None
+    error: str
+    cost_usd: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    evaluation_id: int
+    status: str
+    score: float | None
+    feedback: str
+    metrics: dict[str, Any]
+
+
+def cache_key(problem: Problem, candidate_id: int, code: str) -> str:
+    return program_hash(code) if problem.cache_evaluations else f"candidate:{candidate_id}"
+
+
+@task(name="propose", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def propose_task(campaign_id: int, trajectory_id: int, move: Move, sample: int) -> Proposed:
+    """Asks the proposer for one sample of a move and stores the step (and candidate)."""
+    rt = _RUNTIMES[campaign_id]
+    proposal = rt.proposer.propose(move, sample)
+    status, error, code, candidate = "ok", proposal.error, None, None
+    if proposal.error:
+        status = "llm_error"
+    else:
+        try:
+            code = apply_response(move.parent.code, proposal.text)
+        except ParseError as exc:
+            status, error = "parse_error", str(exc)
+    if code is not None:
+        candidate = {
+            "code": code,
+            "program_hash": program_hash(code),
+            "parent_ids": [move.parent.ref],
+            "diff": unified_diff(move.parent.code, code),
+        }
+    step_id, candidate_id = repo.record_step(
+        rt.engine,
+        campaign_id=campaign_id,
+        trajectory_id=trajectory_id,
+        index=move.index,
+        sample=sample,
+        mode=move.mode,
+        messages=move.messages,
+        parent_candidate_id=move.parent.ref,
+        response=proposal.text,
+        model=proposal.model,
+        prompt_tokens=proposal.prompt_tokens,
+        completion_tokens=proposal.completion_tokens,
+        cost_usd=proposal.cost_usd,
+        latency_s=proposal.latency_s,
+        attempts=proposal.attempts,
+        status=status,
+        error=error,
+        candidate=candidate,
+    )
+    return Proposed(step_id, candidate_id, code, error, proposal.cost_usd)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
+def evaluate_task(campaign_id: int, candidate_id: int, code: str) -> Evaluated:
+    """Scores one candidate in the sandbox (or reuses the stored evaluation of the same program)."""
+    rt = _RUNTIMES[campaign_id]
+    key = cache_key(rt.problem, candidate_id, code)
+    stored = repo.find_evaluation(rt.engine, campaign_id, key)
+    if stored is not None:
+        repo.link_evaluation(rt.engine, candidate_id, stored.id)
+        return _evaluated(stored.id, stored)
+    ev = run_evaluation(rt.problem, code, rt.sandbox)
+    ev_id = repo.record_evaluation(
+        rt.engine, campaign_id=campaign_id, candidate_id=candidate_id, cache_key=key, fields=evaluation_fields(ev)
+    )
+    return _evaluated(ev_id, ev)
+
+
+def evaluation_fields(ev: Evaluation) -> dict[str, Any]:
+    return {
+        "status": ev.status,
+        "score": ev.score,
+        "metrics": dict(ev.metrics),
+        "feedback": ev.feedback,
+        "stdout": ev.stdout,
+        "stderr": ev.stderr,
+        "duration_s": ev.duration_s,
+        "cpu_s": ev.cpu_s,
+        "backend": ev.backend,
+        "evaluator_version": ev.evaluator_version,
+    }
+
+
+def _evaluated(ev_id: int, ev: Any) -> Evaluated:
+    return Evaluated(ev_id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
+
+
+@dataclasses.dataclass
+class _MoveState:
+    move: Move
+    trajectory_id: int
+    outcomes: dict[int, Outcome] = dataclasses.field(default_factory=dict)
+    step_ids: dict[int, int] = dataclasses.field(default_factory=dict)
+
+
+class _Loop:
+    """The flow's event loop: issue moves, keep work in flight, feed outcomes back."""
+
+    def __init__(self, rt: Runtime, strategy: Strategy, progress: ProgressFn | None) -> None:
+        self.rt = rt
+        self.strategy = strategy
+        self.progress = progress
+        self.moves: dict[tuple[int, int], _MoveState] = {}
+        self.trajectory_ids: dict[int, int] = {}
+        self.to_propose: deque[tuple[tuple[int, int], int]] = deque()
+        self.to_evaluate: deque[tuple[tuple[int, int], int, int, str]] = deque()
+        self.in_flight: dict[concurrent.futures.Future, tuple[str, Any, PrefectFuture]] = {}
+        self.n_proposing = 0
+        self.n_evaluating = 0
+        self.done_samples = 0
+        self.best: float | None = None
+        self.seed_score: float | None = None
+        self.stopped_reason = ""
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _trajectory(self, index: int) -> int:
+        if index not in self.trajectory_ids:
+            self.trajectory_ids[index] = repo.ensure_trajectory(self.rt.engine, self.rt.campaign_id, index)
+        return self.trajectory_ids[index]
+
+    def _outcome(self, key: tuple[int, int], sample: int, outcome: Outcome) -> None:
+        state = self.moves[key]
+        state.outcomes[sample] = outcome
+        self.done_samples += 1
+        node = outcome.node
+        if node is not None and node.score is not None:
+            from discovery.types import better
+
+            if self.best is None or better(node.score, self.best, self.rt.problem.direction):
+                self.best = node.score
+        if len(state.outcomes) == state.move.samples:
+            outcomes = [state.outcomes[s] for s in range(state.move.samples)]
+            result = self.strategy.observe(state.move, outcomes)
+            repo.finish_move(
+                self.rt.engine,
+                state.step_ids,
+                result.committed,
+                {s: dict(b) for s, b in result.bookkeeping.items()},
+            )
+            del self.moves[key]
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(Progress(self.done_samples, self.strategy.total_samples(), self.best, self.seed_score))
+
+    @staticmethod
+    def _node(candidate_id: int, code: str, ev: Evaluated) -> Node:
+        return Node(candidate_id, code, ev.score, ev.status, ev.feedback, ev.metrics)
+
+    # -- issuing --------------------------------------------------------------
+
+    def issue_moves(self) -> None:
+        for move in self.strategy.next_moves():
+            key = (move.trajectory, move.index)
+            traj_id = self._trajectory(move.trajectory)
+            self.moves[key] = _MoveState(move, traj_id)
+            stored = repo.load_move(self.rt.engine, traj_id, move.index)
+            for sample in range(move.samples):
+                hit = stored.get(sample)
+                if hit is None:
+                    self.to_propose.append((key, sample))
+                    continue
+                self.moves[key].step_ids[sample] = hit.step.id
+                if hit.candidate is None:
+                    self._outcome(key, sample, Outcome(sample, None, hit.step.error or hit.step.status))
+                elif hit.evaluation is not None:
+                    ev = hit.evaluation
+                    evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
+                    self._outcome(key, sample, Outcome(sample, self._node(hit.candidate.id, hit.candidate.code, evd)))
+                else:
+                    self.to_evaluate.append((key, sample, hit.candidate.id, hit.candidate.code))
+
+    def _cost_capped(self) -> bool:
+        cap = self.rt.config.max_cost_usd
+        return cap is not None and self.rt.cost_usd >= cap
+
+    def submit(self) -> None:
+        cfg = self.rt.config
+        while self.to_evaluate and self.n_evaluating < cfg.eval_slots:
+            key, sample, cand_id, code = self.to_evaluate.popleft()
+            fut = evaluate_task.submit(self.rt.campaign_id, cand_id, code)
+            self.in_flight[fut.wrapped_future] = ("evaluate", (key, sample, cand_id, code), fut)
+            self.n_evaluating += 1
+        while self.to_propose and self.n_proposing < cfg.llm_concurrency and not self._cost_capped():
+            key, sample = self.to_propose.popleft()
+            state = self.moves[key]
+            fut = propose_task.submit(self.rt.campaign_id, state.trajectory_id, state.move, sample)
+            self.in_flight[fut.wrapped_future] = ("propose", (key, sample), fut)
+            self.n_proposing += 1
+
+    # -- completion -----------------------------------------------------------
+
+    def collect(self) -> None:
+        done, _ = concurrent.futures.wait(list(self.in_flight), return_when=concurrent.futures.FIRST_COMPLETED)
+        for raw in done:
+            kind, info, fut = self.in_flight.pop(raw)
+            result = fut.result()  # raises if the task failed after its retries
+            if kind == "propose":
+                self.n_proposing -= 1
+                key, sample = info
+                self.moves[key].step_ids[sample] = result.step_id
+                with self.rt.lock:
+                    self.rt.cost_usd += result.cost_usd
+                if result.candidate_id is None:
+                    self._outcome(key, sample, Outcome(sample, None, result.error))
+                else:
+                    self.to_evaluate.append((key, sample, result.candidate_id, result.code))
+            else:
+                self.n_evaluating -= 1
+                key, sample, cand_id, code = info
+                self._outcome(key, sample, Outcome(sample, self._node(cand_id, code, result)))
+
+    def run(self) -> None:
+        while True:
+            self.issue_moves()
+            self.submit()
+            if not self.in_flight:
+                if self.strategy.done():
+                    return
+                if self._cost_capped():
+                    self.stopped_reason = f"cost cap of ${self.rt.config.max_cost_usd} reached"
+                    return
+                raise RuntimeError("strategy stalled: no move in flight and none issued (a strategy bug)")
+            self.collect()
+
+
+def evaluate_seed(rt: Runtime) -> Node:
+    code = rt.problem.seed_program
+    cand_id = repo.ensure_seed_candidate(rt.engine, rt.campaign_id, code, program_hash(code))
+    cand, stored = repo.get_candidate(rt.engine, cand_id)
+    if stored is not None:
+        ev = Evaluated(stored.id, stored.status, stored.score, stored.feedback, dict(stored.metrics or {}))
+    else:
+        ev = evaluate_task(rt.campaign_id, cand_id, code)
+    return Node(cand_id, code, ev.score, ev.status, ev.feedback, ev.metrics)
+
+
+@flow(name="campaign", log_prints=False, persist_result=False)
+def campaign_flow(campaign_id: int) -> dict[str, Any]:
+    """Runs (or resumes) campaign `campaign_id` to the end of its budget.
+
+    The process must have registered the campaign's Runtime first (flows.api does that).
+    """
+    from flows.factory import make_strategy
+
+    rt = _RUNTIMES[campaign_id]
+    strategy = make_strategy(rt.config, rt.problem)
+    seed_node = evaluate_seed(rt)
+    strategy.start(seed_node)
+    loop = _Loop(rt, strategy, _PROGRESS.get(campaign_id))
+    loop.seed_score = seed_node.score
+    loop.run()
+    best = strategy.best()
+    return {
+        "campaign_id": campaign_id,
+        "samples": loop.done_samples,
+        "best_score": best.score if best else None,
+        "stopped_reason": loop.stopped_reason,
+    }
+
+
+def run_flow(rt: Runtime, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Runs campaign_flow for a registered runtime with the right task-runner width."""
+    register_runtime(rt, progress)
+    try:
+        workers = rt.config.llm_concurrency + rt.config.eval_slots + 1
+        return campaign_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(rt.campaign_id)
+    finally:
+        unregister_runtime(rt.campaign_id)
+
+
+__all__ = ["Progress", "Runtime", "campaign_flow", "run_flow", "get_engine"]

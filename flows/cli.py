@@ -1,0 +1,265 @@
+"""The `discovery` command line: a thin layer over flows.api (every command is one API call)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+# Quiet, offline-safe defaults for libraries imported later (a user's own settings win).
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Evaluation-driven discovery: propose programs, score them in a sandbox, search, store every step in SQL.",
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from db.engine import DatabaseError
+    from db.repository import UnknownCampaign
+    from discovery.config import ConfigError
+    from problems import ProblemError
+
+    errors: list[type[BaseException]] = [DatabaseError, UnknownCampaign, ConfigError, ProblemError, FileNotFoundError]
+    try:
+        from discovery.proposers.llm import ProposerUnreachable
+
+        errors.append(ProposerUnreachable)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _guard(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _known_errors() as exc:
+        message = exc.args[0] if getattr(exc, "args", None) else str(exc)
+        _fail(str(message).splitlines()[0] if message else type(exc).__name__)
+
+
+class _ProgressBar:
+    """A rich progress bar showing samples done and the best score so far."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}  (seed {task.fields[seed]})"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self.task = self.progress.add_task(label, total=None, best="-", seed="-")
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, p) -> None:
+        fmt = lambda v: "-" if v is None else f"{v:.6g}"  # noqa: E731
+        self.progress.update(self.task, total=p.total, completed=p.done, best=fmt(p.best_score), seed=fmt(p.seed_score))
+
+
+def _print_summary(s, *, code: bool = True) -> None:
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    c = s.campaign
+    console = Console()
+    table = Table(title=f"campaign {c.id}: {c.name}", show_header=False)
+    rows = [
+        ("problem", f"{c.problem} ({c.direction})"),
+        ("strategy", c.strategy),
+        ("proposer", c.model),
+        ("status", c.status + (f" ({c.error})" if c.error else "")),
+        ("seed", str(c.seed)),
+        ("budget", f"{s.steps}/{c.budget} samples"),
+        ("candidates", f"{s.candidates} ({s.evaluations} evaluations, {s.unevaluated_candidates} not evaluated)"),
+        ("evaluations", ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "-"),
+        ("steps", ", ".join(f"{k} {v}" for k, v in sorted(s.step_status.items())) or "-"),
+        ("seed score", "-" if s.seed_score is None else f"{s.seed_score:.10g}"),
+        ("best score", "-" if s.best_score is None else f"{s.best_score:.10g} (candidate {s.best_candidate_id})"),
+        ("tokens", f"{s.prompt_tokens} in, {s.completion_tokens} out"),
+        ("cost", f"${s.cost_usd:.4f}"),
+        ("duration", "-" if s.duration_s is None else f"{s.duration_s:.1f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    if code and s.best_code:
+        console.print(Syntax(s.best_code, "python", line_numbers=False))
+
+
+@app.command("problems")
+def problems_cmd() -> None:
+    """List the problems (built-in and installed) with their best-known values."""
+    from flows.api import list_problems
+
+    for p in _guard(list_problems):
+        best = f"{p.best_known.value:g} ({p.best_known.citation})" if p.best_known else "-"
+        typer.echo(f"{p.name:24s} {p.direction:9s} best known {best}\n{'':24s} {p.title}")
+
+
+@app.command("run")
+def run_cmd(
+    problem: Optional[str] = typer.Argument(None, help="Problem name or path to a problem module (or set it in --config)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML campaign file; flags override it."),
+    strategy: Optional[str] = typer.Option(None, help="Search strategy (simpletes)."),
+    model: Optional[str] = typer.Option(None, help="litellm model string; default DISCOVERY_MODEL, else offline."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env variable holding the API key."),
+    chains: Optional[int] = typer.Option(None, help="C: independent chains."),
+    k: Optional[int] = typer.Option(None, "--k", help="K: candidates per prompt (best one committed)."),
+    budget: Optional[int] = typer.Option(None, help="Total proposals, a multiple of chains x k."),
+    seed: Optional[int] = typer.Option(None, help="Master seed."),
+    restart_every: Optional[int] = typer.Option(None, "--restart-every", help="R: cut chains to their best every R commits."),
+    sandbox: Optional[str] = typer.Option(None, help="auto, process or bwrap."),
+    eval_slots: Optional[int] = typer.Option(None, "--eval-slots", help="Evaluations at once (default: cores)."),
+    llm_concurrency: Optional[int] = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop proposing after this many USD."),
+    name: Optional[str] = typer.Option(None, help="A label for the campaign."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run a discovery campaign to the end of its budget."""
+    from discovery.config import resolve
+    from flows.api import run_campaign
+
+    cfg = _guard(
+        resolve,
+        config,
+        problem=problem,
+        strategy=strategy,
+        model=model,
+        api_base=api_base,
+        api_key_env=api_key_env,
+        chains=chains,
+        k=k,
+        budget=budget,
+        seed=seed,
+        restart_every=restart_every,
+        sandbox=sandbox,
+        eval_slots=eval_slots,
+        llm_concurrency=llm_concurrency,
+        max_cost_usd=max_cost,
+        name=name,
+    )
+    if cfg.model is None:
+        typer.echo("proposer: offline (no model configured; pass --model or set DISCOVERY_MODEL to use an LLM)")
+    else:
+        typer.echo(f"proposer: {cfg.model}" + (f" at {cfg.api_base}" if cfg.api_base else ""))
+    created: list[int] = []
+
+    def on_created(cid: int) -> None:
+        created.append(cid)
+        typer.echo(f"campaign {cid}: {cfg.problem}, {cfg.strategy}, C={cfg.chains} K={cfg.k} budget={cfg.budget}, seed {cfg.seed}")
+
+    try:
+        if quiet:
+            summary = _guard(run_campaign, cfg, db_url=db, on_created=on_created)
+        else:
+            with _ProgressBar(cfg.problem) as bar:
+                summary = _guard(run_campaign, cfg, db_url=db, progress=bar, on_created=on_created)
+    except KeyboardInterrupt:
+        if created:
+            _fail(f"interrupted; continue with `discovery resume {created[0]}`", 130)
+        raise
+    _print_summary(summary)
+
+
+@app.command("resume")
+def resume_cmd(
+    campaign_id: int = typer.Argument(..., help="Campaign id (see `discovery show`)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Continue a campaign from the database after it was stopped or killed."""
+    from flows.api import resume_campaign
+
+    if quiet:
+        summary = _guard(resume_campaign, campaign_id, db_url=db)
+    else:
+        with _ProgressBar(f"campaign {campaign_id}") as bar:
+            summary = _guard(resume_campaign, campaign_id, db_url=db, progress=bar)
+    _print_summary(summary)
+
+
+@app.command("show")
+def show_cmd(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+    config: bool = typer.Option(False, "--config", help="Also print the resolved configuration."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Best score, best program, counts and cost of a campaign."""
+    from flows.api import show_campaign
+
+    s = _guard(show_campaign, campaign_id, db_url=db)
+    if json_out:
+        c = s.campaign
+        typer.echo(json.dumps({
+            "id": c.id, "problem": c.problem, "strategy": c.strategy, "model": c.model, "status": c.status,
+            "seed": c.seed, "budget": c.budget, "steps": s.steps, "candidates": s.candidates,
+            "evaluations": s.evaluations, "by_status": s.by_status, "seed_score": s.seed_score,
+            "best_score": s.best_score, "best_candidate_id": s.best_candidate_id, "cost_usd": s.cost_usd,
+            "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens, "config": c.config,
+        }, indent=2))
+        return
+    _print_summary(s)
+    if config:
+        typer.echo(json.dumps(s.campaign.config, indent=2))
+
+
+@app.command("eval")
+def eval_cmd(
+    problem: str = typer.Argument(..., help="Problem name or module path."),
+    file: Path = typer.Argument(..., help="Program file to score."),
+    sandbox: str = typer.Option("auto", help="auto, process or bwrap."),
+    json_out: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
+) -> None:
+    """Score one program file in the sandbox exactly as a campaign would."""
+    import dataclasses
+
+    from flows.api import evaluate_file
+
+    ev = _guard(evaluate_file, problem, file, sandbox=sandbox)
+    if json_out:
+        typer.echo(json.dumps(dataclasses.asdict(ev), indent=2, default=str))
+    else:
+        typer.echo(f"status:   {ev.status}")
+        typer.echo(f"score:    {ev.score}")
+        typer.echo(f"metrics:  {json.dumps(dict(ev.metrics), default=str)}")
+        typer.echo(f"duration: {ev.duration_s:.3f} s wall, {ev.cpu_s:.3f} s CPU ({ev.backend})")
+        typer.echo(f"feedback: {ev.feedback}")
+        if ev.stderr.strip():
+            typer.echo("stderr (tail):\n" + ev.stderr[-2000:])
+    if ev.status != "ok":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Builds the parts of a campaign from its configuration: strategy, proposer, sandbox, runtime."""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import Engine
+
+from discovery.config import CampaignConfig
+from discovery.proposers.base import Proposer
+from discovery.strategy import Strategy, Task
+from problems.base import Problem
+
+
+def task_of(problem: Problem) -> Task:
+    return Task(
+        name=problem.name,
+        description=problem.description,
+        direction=problem.direction,
+        entrypoint=problem.entrypoint,
+        seed_program=problem.seed_program,
+        best_known=problem.best_known.value if problem.best_known else None,
+    )
+
+
+def make_strategy(config: CampaignConfig, problem: Problem) -> Strategy:
+    if config.strategy == "simpletes":
+        from discovery.strategies.simpletes import SimpleTES, SimpleTESParams
+
+        params = SimpleTESParams(
+            chains=config.chains,
+            k=config.k,
+            steps=config.steps_per_chain,
+            restart_every=config.restart_every,
+            inspirations=config.inspirations,
+            selector=config.selector,
+        )
+        return SimpleTES(task_of(problem), params, seed=config.seed)
+    raise ValueError(f"unknown strategy {config.strategy!r}")
+
+
+def make_proposer(config: CampaignConfig) -> Proposer:
+    """The offline proposer when no model is configured, else litellm (the key read from env)."""
+    if config.model is None:
+        from discovery.proposers.offline import OfflineProposer
+
+        return OfflineProposer()
+    from discovery.proposers.llm import LiteLLMProposer
+
+    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    return LiteLLMProposer(
+        config.model,
+        api_base=config.api_base,
+        api_key=api_key,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        timeout_s=config.llm_timeout_s,
+        max_retries=config.llm_retries,
+        concurrency=config.llm_concurrency,
+        input_cost_per_mtok=config.input_cost_per_mtok,
+        output_cost_per_mtok=config.output_cost_per_mtok,
+    )
+
+
+def make_runtime(campaign_id: int, engine: Engine, config: CampaignConfig, problem: Problem, proposer: Proposer):
+    from flows.campaign import Runtime
+    from sandbox import get_sandbox
+
+    return Runtime(
+        campaign_id=campaign_id,
+        engine=engine,
+        config=config,
+        problem=problem,
+        sandbox=get_sandbox(config.sandbox),
+        proposer=proposer,
+    )
