@@ -16,7 +16,7 @@ from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///./discovery.db"
@@ -117,14 +117,13 @@ def upgrade(engine: Engine) -> None:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
-    except OperationalError as exc:
-        raise DatabaseError(_explain(engine, exc)) from None
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open database {engine.url!r}: {str(exc).splitlines()[0]}") from None
+        raise DatabaseError(_explain(engine, exc)) from None
 
 
-def _explain(engine: Engine, exc: OperationalError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
+def _explain(engine: Engine, exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc)
     first = text.splitlines()[0] if text else type(exc).__name__
     if "file is not a database" in first or "malformed" in first:
         return f"database file {engine.url.database} is corrupt or not SQLite ({first}): move it aside or set {ENV_VAR}"

@@ -257,8 +257,20 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    app()
+def main() -> int:
+    """Console entry point: usage errors become one `error:` line with exit code 2."""
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        where = f" (see `discovery {exc.ctx.info_name} --help`)" if exc.ctx is not None and exc.ctx.parent else ""
+        typer.echo(f"error: {exc.format_message()}{where}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("error: aborted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

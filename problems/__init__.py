@@ -16,9 +16,9 @@ A path to a `.py` file or to a package folder (with `__init__.py`) that defines 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
-import hashlib
 import sys
 import traceback
 from importlib.metadata import entry_points
@@ -67,7 +67,7 @@ def problem_names() -> list[str]:
 
 
 def list_problems() -> list[Problem]:
-    """Every registered problem, loaded, sorted by name; raises ProblemError if one fails to load."""
+    """Every registered problem, loaded and sorted by name; ProblemError if one fails to load."""
     return [get_problem(name) for name in problem_names()]
 
 
@@ -85,10 +85,10 @@ def get_problem(name_or_path: str) -> Problem:
     targets = _registered()
     if text not in targets:
         known = ", ".join(sorted(targets)) or "none"
-        local = " (for a file or folder in the current directory write ./" + text + ")" if Path(
-            text
-        ).exists() else ""
-        raise ProblemError(f"unknown problem {text!r}; known: {known}; to add one, {_HOW_TO_ADD}{local}")
+        local = f" (for the file or folder here, write ./{text})" if Path(text).exists() else ""
+        raise ProblemError(
+            f"unknown problem {text!r}; known: {known}; to add one, {_HOW_TO_ADD}{local}"
+        )
     return _load_target(text, targets[text])
 
 
@@ -132,7 +132,9 @@ def _load_path(path: Path) -> Problem:
     elif path.suffix == ".py":
         module = _exec_module(path, path, package=False)
     else:
-        raise ProblemError(f"{path} is not a .py file or a package folder; pass one that defines PROBLEM")
+        raise ProblemError(
+            f"{path} is not a .py file or a package folder; pass one that defines PROBLEM"
+        )
     return _check_problem(getattr(module, "PROBLEM", None), str(path), "PROBLEM")
 
 
@@ -144,7 +146,9 @@ def _exec_module(file: Path, origin: Path, package: bool) -> ModuleType:
         module_name, file, submodule_search_locations=[str(origin)] if package else None
     )
     if spec is None or spec.loader is None:
-        raise ProblemError(f"{file}: cannot be imported as a Python module; pass a .py file or package folder")
+        raise ProblemError(
+            f"{file}: cannot be imported as a Python module; pass a .py file or package folder"
+        )
     module = importlib.util.module_from_spec(spec)
     for key in [k for k in sys.modules if k == module_name or k.startswith(module_name + ".")]:
         del sys.modules[key]

@@ -111,6 +111,16 @@ def _is_unary_context(prev: tokenize.TokenInfo | None) -> bool:
     )
 
 
+def _is_subscript(sig, j: int) -> bool:
+    """True when sig[j] is a '[' opening a subscript (after a name or a closing bracket)."""
+    if j < 1 or sig[j][0].string != "[":
+        return False
+    prev = sig[j - 1][0]
+    return prev.string in _CLOSERS or (
+        prev.type == tokenize.NAME and not keyword.iskeyword(prev.string)
+    )
+
+
 def analyse_block(code: str) -> _Block:
     """Finds the numeric literals, number-only list/tuple literals and token shape of the
     evolve block of `code`. Raises ParseError (no markers) or tokenize errors."""
@@ -128,6 +138,8 @@ def analyse_block(code: str) -> _Block:
             continue
         value, is_int = parsed
         prev = sig[i - 1][0] if i >= 1 else None
+        if is_int and _is_subscript(sig, i - 1):
+            continue  # an index such as x[0]: changing it rarely means anything
         if prev is not None and prev.type == tokenize.OP and prev.string == "-":
             if _is_unary_context(sig[i - 2][0] if i >= 2 else None):
                 a, value = sig[i - 1][1], -value

@@ -22,7 +22,9 @@ LIMITS = Limits(wall_seconds=10.0, cpu_seconds=10.0, memory_mb=1024, cpus=1)
 BEST_KNOWN = BestKnown(0.380870, "TTT-Discover 600-piece construction, 2025 (arXiv 2601.16175)")
 REFERENCES = {
     "AlphaEvolve 2025": BestKnown(0.380924, "AlphaEvolve, 95-piece step function, 2025"),
-    "Haugland 2016": BestKnown(0.380927, "J. K. Haugland, The minimum overlap problem revisited, 2016"),
+    "Haugland 2016": BestKnown(
+        0.380927, "J. K. Haugland, The minimum overlap problem revisited, 2016"
+    ),
 }
 
 DESCRIPTION = f"""\
@@ -53,17 +55,21 @@ and reports score = bound + |sum(h) * 2 / n - 1| (a certified upper bound on c).
 also says how many shifts are near-maximal: good constructions equioscillate, with many shifts
 attaining the maximum.
 
-Reference values. Best known {BEST_KNOWN.value:.6f} ({BEST_KNOWN.citation}); AlphaEvolve 2025
-0.380924 (95-piece step function); Haugland 2016 0.380927. The best proved lower bound on c is
-0.379005 (White 2022), so no valid construction scores below that.
+Reference values (lower is better):
+  - best known {BEST_KNOWN.value:.6f}: {BEST_KNOWN.citation};
+  - AlphaEvolve 2025: 0.380924 (95-piece step function);
+  - Haugland 2016: 0.380927.
+The best proved lower bound on c is 0.379005 (White 2022), so no valid construction scores
+below that.
 
 Rules. Only the code between # EVOLVE-BLOCK-START and # EVOLVE-BLOCK-END may change; keep the
-lines outside it (`import numpy as np` and the `normalise` helper, which you may call). numpy is
-available; nothing outside the standard library and numpy is. The program runs in a sandbox with
-no network and no files to read, one CPU, {LIMITS.wall_seconds:g} s of wall-clock time,
-{LIMITS.cpu_seconds:g} s of CPU time and {LIMITS.memory_mb} MiB of memory, including Python and
-numpy start-up. You may build h from a formula, run an optimisation inside construct() within
-those limits, or return literal values (n up to a few hundred pieces is practical).
+lines outside it (`import numpy as np` and the `normalise` helper, which you may call). numpy
+is available; nothing beyond it and the standard library is. The program runs in a sandbox
+with no network and no files to read. Limits, Python and numpy start-up included:
+{LIMITS.wall_seconds:g} s wall clock, {LIMITS.cpu_seconds:g} s CPU, {LIMITS.memory_mb} MiB \
+memory, {LIMITS.cpus} CPU.
+You may build h from a formula, run an optimisation inside construct() within those limits, or
+return literal values (a few hundred pieces is practical).
 """
 
 

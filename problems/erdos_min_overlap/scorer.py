@@ -40,7 +40,7 @@ from discovery.types import INVALID, OK, Evaluation
 EVALUATOR_VERSION = "1"
 MAX_PIECES = 20_000
 INTEGRAL_TOLERANCE = 1e-6
-NEAR_MAX_TOLERANCE = 1e-9  # shifts whose correlation is within this of the max count as near-maximal
+NEAR_MAX_TOLERANCE = 1e-9  # shifts within this of the maximum count as near-maximal
 BEST_KNOWN_VALUE = 0.380870
 
 _ACCEPTED_KINDS = {"f": "float", "i": "integer", "u": "unsigned integer"}
@@ -115,12 +115,11 @@ def _list_values(items: list | tuple) -> np.ndarray:
             item, (int, float, np.integer, np.floating)
         ):
             kind = type(item).__name__
-            hint = "return a flat 1-D list" if isinstance(item, (list, tuple, dict)) else (
-                "every entry must be a real number"
-            )
+            nested = isinstance(item, (list, tuple, dict))
+            hint = "return a flat 1-D list of" if nested else "return only real numbers:"
             raise _Rejected(
                 "type",
-                f"h[{i}] is a {kind} ({_describe(item)}); {hint} of the n values of h, nothing else.",
+                f"h[{i}] is a {kind} ({_describe(item)}); {hint} the n values of h, nothing else.",
                 index=i,
                 type=kind,
             )
@@ -129,10 +128,15 @@ def _list_values(items: list | tuple) -> np.ndarray:
         except OverflowError:
             raise _Rejected(
                 "range",
-                f"h[{i}] = {_describe(item)} is outside [0, 1]; every value must satisfy 0 <= h[i] <= 1.",
+                f"h[{i}] = {_describe(item)} is outside [0, 1]; every value must satisfy "
+                f"0 <= h[i] <= 1.",
                 index=i,
             ) from None
     return values
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
 
 
 def _check_values(h: np.ndarray) -> None:
@@ -141,10 +145,10 @@ def _check_values(h: np.ndarray) -> None:
         i = int(bad[0])
         raise _Rejected(
             "finite",
-            f"h[{i}] = {h[i]!r} is not finite ({bad.size} non-finite values); every value must be "
-            f"a finite real in [0, 1].",
+            f"h[{i}] = {float(h[i])!r} is not finite ({_count(bad.size, 'non-finite value')}); "
+            f"every value must be a finite real in [0, 1].",
             index=i,
-            value=float(h[i]),
+            value=repr(float(h[i])),  # a string: NaN and inf are not valid JSON numbers
             count=int(bad.size),
         )
     bad = np.flatnonzero((h < 0.0) | (h > 1.0))
@@ -153,8 +157,8 @@ def _check_values(h: np.ndarray) -> None:
         side = "below 0" if h[i] < 0.0 else "above 1"
         raise _Rejected(
             "range",
-            f"h[{i}] = {h[i]!r} is {side} ({bad.size} values outside [0, 1]); every value must "
-            f"satisfy 0 <= h[i] <= 1 exactly (clip after any arithmetic).",
+            f"h[{i}] = {float(h[i])!r} is {side} ({_count(bad.size, 'value')} outside [0, 1]); "
+            f"every value must satisfy 0 <= h[i] <= 1 exactly (clip after any arithmetic).",
             index=i,
             value=float(h[i]),
             count=int(bad.size),
@@ -182,7 +186,8 @@ def score(output: Any) -> Evaluation:
         if not integral_error <= INTEGRAL_TOLERANCE:
             raise _Rejected(
                 "integral",
-                f"the integral sum(h) * 2 / n is {integral!r} (error {integral_error:.3g}, n = {n}); "
+                f"the integral sum(h) * 2 / n is {integral!r} "
+                f"(error {integral_error:.3g}, n = {n}); "
                 f"it must equal 1 within {INTEGRAL_TOLERANCE:g}. Rescale or shift h (then clip) "
                 f"so that sum(h) == n / 2.",
                 n=n,

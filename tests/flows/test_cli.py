@@ -1,0 +1,179 @@
+"""The `discovery` command as a user runs it: real processes, real SQLite files, SIGKILL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path, db: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DISCOVERY_DB_URL=f"sqlite:///{db}",
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+    )
+    env.pop("PREFECT_API_URL", None)  # each CLI process starts its own ephemeral API, as a user's does
+    env.pop("DISCOVERY_MODEL", None)
+    return env
+
+
+def _cli(args, env, timeout=300, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout, **kw,
+    )
+
+
+def _count(db: Path, sql: str) -> int:
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def _digest(db: Path) -> str:
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        dump = "\n".join(con.iterdump())
+    finally:
+        con.close()
+    return hashlib.sha256(dump.encode()).hexdigest()
+
+
+def test_problems_lists_erdos_with_best_known(tmp_path):
+    out = _cli(["problems"], _env(tmp_path, tmp_path / "d.db"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "erdos_min_overlap" in out.stdout and "0.38087" in out.stdout
+
+
+def test_eval_scores_a_program_file_like_a_campaign(tmp_path):
+    from problems import get_problem
+
+    program = tmp_path / "p.py"
+    program.write_text(get_problem("erdos_min_overlap").seed_program)
+    out = _cli(["eval", "erdos_min_overlap", str(program), "--json"], _env(tmp_path, tmp_path / "d.db"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    ev = json.loads(out.stdout)
+    assert ev["status"] == "ok" and 0.38 < ev["score"] < 0.5
+    bad = tmp_path / "bad.py"
+    bad.write_text("def construct():\n    return {'bound': 0.1}\n")
+    out = _cli(["eval", "erdos_min_overlap", str(bad)], _env(tmp_path, tmp_path / "d.db"), timeout=120)
+    assert out.returncode == 1 and "status:   invalid" in out.stdout
+
+
+@pytest.fixture()
+def populated_db(tmp_path):
+    """A database holding one finished campaign, and its digest."""
+    db = tmp_path / "kept.db"
+    env = _env(tmp_path, db)
+    out = _cli(["run", "erdos_min_overlap", "--chains", "1", "--k", "2", "--budget", "4", "--quiet"], env)
+    assert out.returncode == 0, out.stderr
+    return db, env, _digest(db)
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["run", "no_such_problem"], "unknown problem"),
+        (["run", "erdos_min_overlap", "--budget", "many"], "many"),
+        (["run", "erdos_min_overlap", "--budget", "10"], "not a multiple of chains x k"),
+        (["run", "erdos_min_overlap", "--model", "openai/m", "--api-base", "http://127.0.0.1:{port}/v1"], "openai/m"),
+        (["run", "erdos_min_overlap", "--db", "nosuchdialect://x"], "database URL"),
+        (["resume", "999"], "no campaign with id 999"),
+        (["show", "999"], "no campaign with id 999"),
+        (["eval", "erdos_min_overlap", "/no/such/file.py"], "not found"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_keeps_stored_data(populated_db, args, pattern):
+    db, env, digest = populated_db
+    args = [a.replace("{port}", str(_closed_port())) for a in args]
+    out = _cli(args, env, timeout=180)
+    assert out.returncode != 0
+    assert pattern in out.stderr
+    error_lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert _digest(db) == digest, "stored data must be left intact"
+
+
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
+    db = tmp_path / "killed.db"
+    env = _env(tmp_path, db)
+    budget = 96
+    args = ["run", "erdos_min_overlap", "--chains", "2", "--k", "4", "--budget", str(budget), "--seed", "21", "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    evaluated = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                evaluated = _count(db, "SELECT count(*) FROM evaluation")
+            except sqlite3.OperationalError:
+                continue
+            if evaluated >= 20:
+                break
+    assert proc.poll() is None, f"the campaign ended before it could be killed: {proc.communicate()[1][-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = sqlite3.connect(db, timeout=30)
+    kept = before.execute("SELECT id, cache_key, status, score FROM evaluation ORDER BY id").fetchall()
+    steps_before = before.execute("SELECT count(*) FROM step").fetchone()[0]
+    before.close()
+    assert 20 <= len(kept) and steps_before < budget
+
+    out = _cli(["resume", "1", "--quiet"], env)
+    assert out.returncode == 0, out.stderr
+    con = sqlite3.connect(db, timeout=30)
+    after = con.execute("SELECT id, cache_key, status, score FROM evaluation ORDER BY id").fetchall()
+    assert after[: len(kept)] == kept, "evaluations finished before the kill are kept exactly"
+    assert con.execute("SELECT count(*) FROM step").fetchone()[0] == budget
+    assert con.execute("SELECT count(DISTINCT trajectory_id || '/' || \"index\" || '/' || sample) FROM step").fetchone()[0] == budget
+    assert con.execute("SELECT count(*) FROM candidate WHERE evaluation_id IS NULL").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM evaluation").fetchone()[0] == con.execute(
+        "SELECT count(DISTINCT cache_key) FROM evaluation").fetchone()[0]
+    assert con.execute("SELECT status FROM campaign WHERE id = 1").fetchone()[0] == "completed"
+    killed = con.execute(
+        "SELECT s.\"index\", s.sample, c.code FROM step s LEFT JOIN candidate c ON c.step_id = s.id "
+        "JOIN trajectory t ON t.id = s.trajectory_id ORDER BY t.\"index\", s.\"index\", s.sample").fetchall()
+    con.close()
+
+    # The same seed without a kill stores the same candidates, candidate for candidate.
+    ref_db = tmp_path / "ref.db"
+    out = _cli(args, _env(tmp_path, ref_db))
+    assert out.returncode == 0, out.stderr
+    con = sqlite3.connect(ref_db)
+    reference = con.execute(
+        "SELECT s.\"index\", s.sample, c.code FROM step s LEFT JOIN candidate c ON c.step_id = s.id "
+        "JOIN trajectory t ON t.id = s.trajectory_id ORDER BY t.\"index\", s.\"index\", s.sample").fetchall()
+    con.close()
+    assert killed == reference
