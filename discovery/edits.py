@@ -261,6 +261,53 @@ def apply_response(parent_code: str, response: str) -> str:
     return child
 
 
+def render_edits(block: str, new_block: str) -> str | None:
+    """SEARCH/REPLACE edits turning evolve block `block` into `new_block`, each SEARCH part
+    grown with context lines until it matches exactly once in `block`; "" when they are equal,
+    None when some change cannot be given a unique SEARCH part."""
+    old, new = block.splitlines(), new_block.splitlines()
+    hunks = [
+        [i1, i2, j1, j2]
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+        if tag != "equal"
+    ]
+
+    def unique(i1: int, i2: int) -> bool:
+        window = old[i1:i2]
+        if not any(line.strip() for line in window):
+            return False
+        return len(_find(old, window)) == 1
+
+    while True:
+        merged: list[list[int]] = []
+        for h in hunks:  # hunks separated only by context they now share become one
+            if merged and h[0] <= merged[-1][1]:
+                merged[-1][1], merged[-1][3] = max(merged[-1][1], h[1]), max(merged[-1][3], h[3])
+            else:
+                merged.append(list(h))
+        grown = False
+        for h in merged:
+            while not unique(h[0], h[1]):
+                if h[0] == 0 and h[1] == len(old):
+                    return None
+                if h[0] > 0:  # the lines around a hunk are equal in both blocks
+                    h[0], h[2] = h[0] - 1, h[2] - 1
+                if not unique(h[0], h[1]) and h[1] < len(old):
+                    h[1], h[3] = h[1] + 1, h[3] + 1
+                grown = True
+        hunks = merged
+        if not grown:
+            break
+    return "\n".join(
+        "<<<<<<< SEARCH\n"
+        + "".join(line + "\n" for line in old[i1:i2])
+        + "=======\n"
+        + "".join(line + "\n" for line in new[j1:j2])
+        + ">>>>>>> REPLACE\n"
+        for i1, i2, j1, j2 in hunks
+    )
+
+
 def unified_diff(parent: str, child: str, context: int = 3) -> str:
     """A unified diff from `parent` to `child` ("" when they are equal)."""
     lines = difflib.unified_diff(

@@ -1,0 +1,59 @@
+"""Sandboxes for untrusted candidate programs (see sandbox/base.py for the interface).
+
+Backends:
+  bwrap   - bubblewrap: private pid/net/ipc/uts/mount namespaces, a file-system view holding only
+            the interpreter and the work dir, uid 65534, rlimits. Preferred.
+  process - a plain child process. As root: private net/mount/ipc/uts/pid namespaces (with a
+            reaping pid 1 and its own /proc), /tmp, /var/tmp, /dev/shm and this checkout hidden,
+            uid 65534, rlimits, no_new_privs. It still sees the rest of the host file system
+            (whatever uid 65534 may read or write there, e.g. /etc, /home, /sys). Not as root:
+            rlimits and a scrubbed environment only (network, files and /proc of the platform's
+            own user stay reachable, and a child that clears its environment and calls setsid
+            can outlive the run).
+
+get_sandbox() / get_sandbox("auto") picks bwrap if it is installed and a probe run works here
+(probed once per process), else process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from sandbox.base import Limits, RunRequest, RunResult, RunStatus, Sandbox
+from sandbox.bwrap import BwrapSandbox, find_bwrap
+from sandbox.process import ProcessSandbox
+
+__all__ = ["BwrapSandbox", "Limits", "ProcessSandbox", "RunRequest", "RunResult", "RunStatus",
+           "Sandbox", "bwrap_available", "get_sandbox"]
+
+BACKENDS = ("auto", "bwrap", "process")
+_probe_lock = threading.Lock()
+_probe: tuple[bool, str] | None = None
+
+
+def bwrap_available() -> tuple[bool, str]:
+    """(works, reason): bwrap is installed and a trivial candidate runs under it (cached)."""
+    global _probe
+    with _probe_lock:
+        if _probe is None:
+            if find_bwrap() is None:
+                _probe = (False, "bwrap is not installed")
+            else:
+                result = BwrapSandbox().run(RunRequest(
+                    program="def probe():\n    return [1]\n", entrypoint="probe",
+                    limits=Limits(wall_seconds=30, cpu_seconds=30)))
+                ok = result.status == "ok" and result.output == [1]
+                _probe = (ok, "ok" if ok else f"bwrap probe failed: {result.status}: "
+                          f"{result.error or result.stderr.strip()[-200:]}")
+        return _probe
+
+
+def get_sandbox(name: str | None = None) -> Sandbox:
+    """A sandbox by backend name; None or "auto" prefers bwrap when it works here."""
+    if name is None or name == "auto":
+        return BwrapSandbox() if bwrap_available()[0] else ProcessSandbox()
+    if name == "bwrap":
+        return BwrapSandbox()
+    if name == "process":
+        return ProcessSandbox()
+    raise ValueError(f"unknown sandbox {name!r}; valid names: {', '.join(BACKENDS)}")

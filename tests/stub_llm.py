@@ -238,7 +238,18 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "invalid_json":
             self._send_bytes(200, "application/json", b"<html>this is not json</html>")
             return
-        content = "" if kind == "empty" else stub._next_content(body)
+        if kind == "empty":
+            content = ""
+        elif kind == "truncated_json":  # a faulted answer does not consume scripted content
+            content = "x" * 64
+        else:
+            try:
+                content = stub._next_content(body)
+            except Exception as exc:  # a broken responder shows up as a 500, and in .errors
+                stub.errors.append(exc)
+                self._send_json(500, _error_body(f"stub responder failed: {exc!r}",
+                                                 "server_error", None))
+                return
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens > 0 and count_tokens(content) > max_tokens:
@@ -382,6 +393,7 @@ class StubLLMServer:
         self.default_content = default_content
         self.hang_max_s = hang_max_s
         self.requests: list[RecordedRequest] = []
+        self.errors: list[BaseException] = []  # exceptions raised by the responder
         self.max_concurrent = 0
         self._in_flight = 0
         self._chat_count = 0

@@ -224,7 +224,8 @@ class LiteLLMProposer:
     def preflight(self) -> Proposal:
         """Sends a 1-token request; raises ProposerUnreachable if it cannot be reached or authed.
 
-        A rate limit (429) counts as reachable. Returns the probe's Proposal.
+        A rate limit (429) or a rejected request body (400, 422) proves the server answered and
+        accepted the credentials, so they do not raise. Returns the probe's Proposal.
         """
         probe = LiteLLMProposer(
             self.model, api_base=self.api_base, api_key=self._api_key, temperature=0.0,
@@ -324,8 +325,11 @@ class LiteLLMProposer:
     def _classify(self, exc: BaseException) -> _Failure:
         if isinstance(exc, _HardTimeout):
             return _Failure(True, f"timed out: {exc}", status=408)
-        litellm = _litellm()
-        import openai  # noqa: PLC0415 - litellm depends on it, already imported
+        try:
+            litellm = _litellm()
+            import openai  # noqa: PLC0415 - litellm depends on it, already imported
+        except Exception as imp:  # noqa: BLE001 - litellm missing or broken
+            return _Failure(False, f"{type(exc).__name__}: {exc} (litellm unavailable: {imp})")
 
         status = getattr(exc, "status_code", None)
         status = status if isinstance(status, int) else None

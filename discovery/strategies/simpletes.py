@@ -198,6 +198,7 @@ class SimpleTES:
             )
         parent_fitness = self._fitness(move.parent)
         winner: Outcome | None = None
+        winner_fitness = -math.inf
         for outcome in ordered:
             node = outcome.node
             if node is None:
@@ -206,8 +207,8 @@ class SimpleTES:
             self._offer_best(node, (move.trajectory, move.index, outcome.sample))
             if node.status != OK:
                 chain.errors[normalise_error(node.feedback) or f"evaluation {node.status}"] += 1
-            elif winner is None or self._fitness(node) > self._fitness(winner.node):  # type: ignore[arg-type]
-                winner = outcome
+            elif winner is None or self._fitness(node) > winner_fitness:
+                winner, winner_fitness = outcome, self._fitness(node)
         restarted = False
         if winner is not None and winner.node is not None:
             restarted = self._commit(chain, winner.node, move)

@@ -9,6 +9,7 @@ from discovery.edits import (
     EVOLVE_START,
     ParseError,
     apply_response,
+    render_edits,
     split_program,
     unified_diff,
 )
@@ -106,7 +107,7 @@ def test_malformed_edit_is_reported():
 
 
 def test_syntax_error_names_the_line():
-    with pytest.raises(ParseError, match=r"does not compile: .* at line 7"):
+    with pytest.raises(ParseError, match=r"does not compile: .* at line 8: return y \+"):
         apply_response(PARENT, edit("    y = x * 2\n    return y + 1", "    y = x * 2\n    return y +"))
 
 
@@ -134,7 +135,8 @@ def test_fenced_body_is_reindented_to_an_indented_block():
 
 
 def test_marked_fence_preferred_over_snippets():
-    text = "```python\nprint('usage')\n```\n```python\n" + f"{EVOLVE_START}\ndef f(x):\n    return 0\ndef g(x):\n    return 0\n{EVOLVE_END}\n```"
+    block = "def f(x):\n    return 0\ndef g(x):\n    return 0\n"
+    text = f"```python\nprint('usage')\n```\n```python\n{EVOLVE_START}\n{block}{EVOLVE_END}\n```"
     child = apply_response(PARENT, text)
     assert "print('usage')" not in child and "return 0" in child
 
@@ -152,3 +154,19 @@ def test_unified_diff():
     assert diff.startswith("--- parent.py\n+++ child.py\n")
     assert "-    return y + 1\n" in diff and "+    return y + 10\n" in diff
     assert unified_diff(PARENT, PARENT) == ""
+
+
+def test_render_edits_round_trips_with_unique_context():
+    block = split_program(PARENT).block
+    new_block = block.replace("return y + 1", "return y + 7").replace("return y - 1", "return y - 7")
+    text = render_edits(block, new_block)
+    assert text.count("<<<<<<< SEARCH") == 2
+    assert apply_response(PARENT, text) == split_program(PARENT).join(new_block)
+    # "y = x * 2" occurs twice: the edit must grow context to be unique.
+    second = block.replace("def g(x):\n    y = x * 2", "def g(x):\n    y = x * 3")
+    text = render_edits(block, second)
+    assert "def g(x):" in text
+    assert apply_response(PARENT, text) == split_program(PARENT).join(second)
+    assert render_edits(block, block) == ""
+    assert "x = 1\nx = 1\n=======\nx = 1\nx = 2\n" in render_edits("x = 1\nx = 1\n", "x = 1\nx = 2\n")
+    assert render_edits("\n\n", "\n\nx = 1\n") is None  # nothing non-blank to anchor on

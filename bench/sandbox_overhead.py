@@ -1,0 +1,75 @@
+"""Wall-clock overhead of one sandboxed run of a trivial candidate, per backend.
+
+Usage: python bench/sandbox_overhead.py [--runs N]
+
+The floor is a bare `python -I -c pass` subprocess with the same interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sandbox import Limits, RunRequest, bwrap_available, get_sandbox  # noqa: E402
+
+PROGRAM = "def construct():\n    return [1.0]\n"
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return statistics.median(ordered), p90
+
+
+def _floor(runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _backend(name: str, runs: int) -> list[float]:
+    sb = get_sandbox(name)
+    request = RunRequest(PROGRAM, "construct", limits=Limits(wall_seconds=60))
+    sb.run(request)  # warm-up (bwrap: resolves the interpreter's prefixes once)
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        result = sb.run(request)
+        out.append(time.perf_counter() - t)
+        if result.status != "ok" or result.output != [1.0]:
+            raise SystemExit(f"{name}: unexpected result {result}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    rows = [("python -I -c pass", _floor(args.runs))]
+    rows.append(("process", _backend("process", args.runs)))
+    ok, reason = bwrap_available()
+    if ok:
+        rows.append(("bwrap", _backend("bwrap", args.runs)))
+    floor_med, floor_p90 = _stats(rows[0][1])
+    print(f"runs per row: {args.runs}")
+    print(f"{'backend':<20}{'median ms':>11}{'p90 ms':>10}{'x floor (median)':>18}"
+          f"{'x floor (p90)':>15}")
+    for name, samples in rows:
+        med, p90 = _stats(samples)
+        print(f"{name:<20}{med * 1e3:>11.1f}{p90 * 1e3:>10.1f}{med / floor_med:>18.2f}"
+              f"{p90 / floor_p90:>15.2f}")
+    if not ok:
+        print(f"bwrap skipped: {reason}")
+
+
+if __name__ == "__main__":
+    main()

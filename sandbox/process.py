@@ -1,0 +1,44 @@
+"""ProcessSandbox: the candidate runs as a plain child process (no bubblewrap needed).
+
+As root, the runner puts itself in private network (loopback down), mount, IPC, UTS and pid
+namespaces (a reaping pid 1 that takes every candidate process down with it, and a /proc
+showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, the work root and `hide` (default: this checkout)
+behind empty root-owned tmpfs mounts, sets the rlimits and drops to uid/gid 65534 with
+no_new_privs before importing the candidate. Without root none of that is possible: the
+candidate then runs as the platform's own user with rlimits and a scrubbed environment only
+(it can use the network and read what that user can read). See sandbox/__init__.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from sandbox._exec import SubprocessSandbox, base_env, is_root
+from sandbox.base import RunRequest
+
+_CHECKOUT = str(Path(__file__).resolve().parents[1])
+
+
+class ProcessSandbox(SubprocessSandbox):
+    """Runs the candidate as `python -I -B runner.py` in a fresh work dir, in its own session."""
+
+    name = "process"
+
+    def __init__(self, python: str | None = None, work_root: str | None = None,
+                 hide: Sequence[str] | None = None):
+        """python: interpreter (default sys.executable); work_root: where work dirs are made
+        (default the temp dir); hide: paths made invisible to the candidate when running as root
+        (default: the checkout holding this package; the interpreter prefixes stay visible)."""
+        super().__init__(python, work_root)
+        self.hide = [os.path.abspath(p) for p in (hide if hide is not None else [_CHECKOUT])]
+
+    def _setup(self) -> dict:
+        root = is_root()
+        return {"isolate": root, "drop": root, "hide": self.hide}
+
+    def _command(self, work_dir: str, request: RunRequest, token: str
+                 ) -> tuple[list[str], dict[str, str]]:
+        return ([self.python, "-I", "-B", "runner.py"],
+                base_env(request.limits, work_dir, token))
