@@ -140,6 +140,10 @@ def _one_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(x) for x in err["loc"]) or "config"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing" and where == "problem":
+        return "no problem given: pass a problem name or module path (see `discovery problems`) or set problem in --config"
+    if err["type"] == "missing":
+        return f"missing setting {where!r}"
     if err["type"] == "extra_forbidden":
         fields = ", ".join(sorted(CampaignConfig.model_fields))
         return f"unknown setting {where!r}: valid settings are {fields}"

@@ -247,25 +247,31 @@ class _Loop:
     # -- issuing --------------------------------------------------------------
 
     def issue_moves(self) -> None:
-        for move in self.strategy.next_moves():
-            key = (move.trajectory, move.index)
-            traj_id = self._trajectory(move.trajectory)
-            self.moves[key] = _MoveState(move, traj_id)
-            stored = repo.load_move(self.rt.engine, traj_id, move.index)
-            for sample in range(move.samples):
-                hit = stored.get(sample)
-                if hit is None:
-                    self.to_propose.append((key, sample))
-                    continue
-                self.moves[key].step_ids[sample] = hit.step.id
-                if hit.candidate is None:
-                    self._outcome(key, sample, Outcome(sample, None, hit.step.error or hit.step.status))
-                elif hit.evaluation is not None:
-                    ev = hit.evaluation
-                    evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
-                    self._outcome(key, sample, Outcome(sample, self._node(hit.candidate.id, hit.candidate.code, evd)))
-                else:
-                    self.to_evaluate.append((key, sample, hit.candidate.id, hit.candidate.code))
+        """Issues every move the strategy offers; moves answered wholly from the database
+        (a resume) finish at once and may unlock further moves, so repeat until none is new."""
+        while moves := self.strategy.next_moves():
+            for move in moves:
+                self._issue(move)
+
+    def _issue(self, move: Move) -> None:
+        key = (move.trajectory, move.index)
+        traj_id = self._trajectory(move.trajectory)
+        self.moves[key] = _MoveState(move, traj_id)
+        stored = repo.load_move(self.rt.engine, traj_id, move.index)
+        for sample in range(move.samples):
+            hit = stored.get(sample)
+            if hit is None:
+                self.to_propose.append((key, sample))
+                continue
+            self.moves[key].step_ids[sample] = hit.step.id
+            if hit.candidate is None:
+                self._outcome(key, sample, Outcome(sample, None, hit.step.error or hit.step.status))
+            elif hit.evaluation is not None:
+                ev = hit.evaluation
+                evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
+                self._outcome(key, sample, Outcome(sample, self._node(hit.candidate.id, hit.candidate.code, evd)))
+            else:
+                self.to_evaluate.append((key, sample, hit.candidate.id, hit.candidate.code))
 
     def _cost_capped(self) -> bool:
         cap = self.rt.config.max_cost_usd

@@ -259,17 +259,17 @@ def eval_cmd(
 
 def main() -> int:
     """Console entry point: usage errors become one `error:` line with exit code 2."""
-    import click
-
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        where = f" (see `discovery {exc.ctx.info_name} --help`)" if exc.ctx is not None and exc.ctx.parent else ""
-        typer.echo(f"error: {exc.format_message()}{where}", err=True)
-        return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("error: aborted", err=True)
         return 130
+    except typer.TyperException as exc:  # usage errors: bad option values, missing arguments
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `discovery {ctx.info_name} --help`)" if ctx is not None and ctx.parent else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(message.split())}{where}", err=True)
+        return getattr(exc, "exit_code", 2) or 2
     return code if isinstance(code, int) else 0
 
 

@@ -48,6 +48,11 @@ def make_proposer(config: CampaignConfig) -> Proposer:
     from discovery.proposers.llm import LiteLLMProposer
 
     api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    provider = config.model.split("/", 1)[0].upper()
+    if api_key is None and config.api_base and not os.environ.get(f"{provider}_API_KEY"):
+        # A local OpenAI-compatible server usually needs no key, but the openai client refuses
+        # to send a request without one: give it a placeholder that is not a secret.
+        api_key = "no-key-needed"
     return LiteLLMProposer(
         config.model,
         api_base=config.api_base,

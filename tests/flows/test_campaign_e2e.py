@@ -101,7 +101,7 @@ def test_litellm_campaign_against_local_stub_server():
         summary = run_campaign(
             TOY, model="openai/stub-model", api_base=stub.url, chains=2, k=3, budget=12, seed=0, llm_retries=1,
         )
-        requests = stub.chat_requests()
+        requests = stub.chat_requests
     cid = summary.campaign.id
     steps, cands = _assert_consistent(cid, 12, 3)
     assert summary.campaign.model == "openai/stub-model"

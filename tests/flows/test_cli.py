@@ -101,7 +101,7 @@ def _closed_port() -> int:
     "args, pattern",
     [
         (["run", "no_such_problem"], "unknown problem"),
-        (["run", "erdos_min_overlap", "--budget", "many"], "many"),
+        (["run", "erdos_min_overlap", "--budget", "many"], "Invalid value for '--budget'"),
         (["run", "erdos_min_overlap", "--budget", "10"], "not a multiple of chains x k"),
         (["run", "erdos_min_overlap", "--model", "openai/m", "--api-base", "http://127.0.0.1:{port}/v1"], "openai/m"),
         (["run", "erdos_min_overlap", "--db", "nosuchdialect://x"], "database URL"),
