@@ -347,6 +347,12 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
+def campaign_cost(engine: Engine, campaign_id: int) -> float:
+    """USD spent on proposer calls so far."""
+    with session_scope(engine) as s:
+        return float(s.scalar(select(func.coalesce(func.sum(Step.cost_usd), 0.0)).where(Step.campaign_id == campaign_id)))
+
+
 def count_rows(engine: Engine, campaign_id: int) -> dict[str, int]:
     """Row counts per table for one campaign (used by tests and `discovery show`)."""
     with session_scope(engine) as s:

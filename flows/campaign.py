@@ -33,7 +33,7 @@ from discovery.config import CampaignConfig
 from discovery.edits import ParseError, apply_response, unified_diff
 from discovery.proposers.base import Proposer
 from discovery.strategy import Move, Node, Outcome, Strategy
-from discovery.types import Evaluation, program_hash
+from discovery.types import Evaluation, better, program_hash
 from problems.base import Problem
 from problems.evaluate import evaluate as run_evaluation
 from sandbox.base import Sandbox
@@ -220,8 +220,6 @@ class _Loop:
         self.done_samples += 1
         node = outcome.node
         if node is not None and node.score is not None:
-            from discovery.types import better
-
             if self.best is None or better(node.score, self.best, self.rt.problem.direction):
                 self.best = node.score
         if len(state.outcomes) == state.move.samples:
@@ -347,6 +345,7 @@ def campaign_flow(campaign_id: int) -> dict[str, Any]:
     from flows.factory import make_strategy
 
     rt = _RUNTIMES[campaign_id]
+    rt.cost_usd = repo.campaign_cost(rt.engine, campaign_id)  # a resume continues the spend
     strategy = make_strategy(rt.config, rt.problem)
     seed_node = evaluate_seed(rt)
     strategy.start(seed_node)

@@ -79,7 +79,15 @@ class _ProgressBar:
         self.progress.update(self.task, total=p.total, completed=p.done, best=fmt(p.best_score), seed=fmt(p.seed_score))
 
 
-def _print_summary(s, *, code: bool = True) -> None:
+def _with_progress(label: str, quiet: bool, fn, *args, **kwargs):
+    """Calls a campaign API function, with a progress bar unless quiet."""
+    if quiet:
+        return _guard(fn, *args, **kwargs)
+    with _ProgressBar(label) as bar:
+        return _guard(fn, *args, progress=bar, **kwargs)
+
+
+def _print_summary(s, *, code: bool = True, whole: bool = False) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
     from rich.table import Table
@@ -107,7 +115,17 @@ def _print_summary(s, *, code: bool = True) -> None:
         table.add_row(k, v)
     console.print(table)
     if code and s.best_code:
-        console.print(Syntax(s.best_code, "python", line_numbers=False))
+        from discovery.edits import ParseError, split_program
+
+        try:
+            if whole:
+                raise ParseError("whole program requested")
+            block = split_program(s.best_code).block
+            title = f"best program, evolve block (whole program: discovery show {c.id} --code)"
+        except ParseError:
+            block, title = s.best_code, "best program"
+        console.print(f"[bold]{title}[/bold]")
+        console.print(Syntax(block.strip("\n"), "python", word_wrap=True))
 
 
 @app.command("problems")
@@ -175,11 +193,7 @@ def run_cmd(
         typer.echo(f"campaign {cid}: {cfg.problem}, {cfg.strategy}, C={cfg.chains} K={cfg.k} budget={cfg.budget}, seed {cfg.seed}")
 
     try:
-        if quiet:
-            summary = _guard(run_campaign, cfg, db_url=db, on_created=on_created)
-        else:
-            with _ProgressBar(cfg.problem) as bar:
-                summary = _guard(run_campaign, cfg, db_url=db, progress=bar, on_created=on_created)
+        summary = _with_progress(cfg.problem, quiet, run_campaign, cfg, db_url=db, on_created=on_created)
     except KeyboardInterrupt:
         if created:
             _fail(f"interrupted; continue with `discovery resume {created[0]}`", 130)
@@ -196,11 +210,7 @@ def resume_cmd(
     """Continue a campaign from the database after it was stopped or killed."""
     from flows.api import resume_campaign
 
-    if quiet:
-        summary = _guard(resume_campaign, campaign_id, db_url=db)
-    else:
-        with _ProgressBar(f"campaign {campaign_id}") as bar:
-            summary = _guard(resume_campaign, campaign_id, db_url=db, progress=bar)
+    summary = _with_progress(f"campaign {campaign_id}", quiet, resume_campaign, campaign_id, db_url=db)
     _print_summary(summary)
 
 
@@ -209,6 +219,7 @@ def show_cmd(
     campaign_id: int = typer.Argument(..., help="Campaign id."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
     config: bool = typer.Option(False, "--config", help="Also print the resolved configuration."),
+    code: bool = typer.Option(False, "--code", help="Print the whole best program, not only its evolve block."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Best score, best program, counts and cost of a campaign."""
@@ -225,7 +236,7 @@ def show_cmd(
             "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens, "config": c.config,
         }, indent=2))
         return
-    _print_summary(s)
+    _print_summary(s, whole=code)
     if config:
         typer.echo(json.dumps(s.campaign.config, indent=2))
 

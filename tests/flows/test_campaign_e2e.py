@@ -198,3 +198,40 @@ def test_resume_of_a_finished_campaign_changes_nothing():
     again = resume_campaign(summary.campaign.id)
     assert repo.count_rows(get_engine(), summary.campaign.id) == before
     assert again.best_score == summary.best_score and again.campaign.status == "completed"
+
+
+def test_cost_cap_stops_proposing_and_survives_resume():
+    reply = _block([3.0, 3.0])
+    with StubLLMServer(default_content=reply) as stub:
+        # every call costs ~ (prompt + completion tokens) * $1 per token: the cap is hit at once
+        summary = run_campaign(
+            TOY, model="openai/stub-model", api_base=stub.url, chains=1, k=2, budget=8, seed=0,
+            llm_concurrency=1, input_cost_per_mtok=1e6, output_cost_per_mtok=1e6, max_cost_usd=1.0,
+        )
+        assert summary.campaign.status == "stopped" and "cost cap" in summary.campaign.error
+        assert 1 <= summary.steps < 8 and summary.cost_usd >= 1.0
+        calls = len(stub.chat_requests)
+        again = resume_campaign(summary.campaign.id)
+        assert again.steps == summary.steps and len(stub.chat_requests) == calls, "a resume respects the spent budget"
+
+
+def test_problems_that_opt_out_of_caching_evaluate_every_candidate(tmp_path):
+    module = tmp_path / "timed_toy.py"
+    module.write_text(
+        "import dataclasses, importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('toy_base', {TOY!r})\n"
+        "base = importlib.util.module_from_spec(spec); spec.loader.exec_module(base)\n"
+        "PROBLEM = dataclasses.replace(base.PROBLEM, name='timed_toy', cache_evaluations=False)\n"
+    )
+    reply = _block([3.0, 3.0])  # every proposal is the same program
+    with StubLLMServer(default_content=reply) as stub:
+        summary = run_campaign(str(module), model="openai/stub-model", api_base=stub.url, chains=1, k=2, budget=4)
+    _, cands = _rows(summary.campaign.id)
+    proposals = [(c, e) for c, e in cands if c.role == "proposal"]
+    assert len({c.program_hash for c, _ in proposals}) == 1
+    assert len({e.id for _, e in proposals}) == 4, "a timing problem measures every candidate"
+
+    with StubLLMServer(default_content=reply) as stub:
+        cached = run_campaign(TOY, model="openai/stub-model", api_base=stub.url, chains=1, k=2, budget=4)
+    _, cands = _rows(cached.campaign.id)
+    assert len({e.id for c, e in cands if c.role == "proposal"}) == 1, "identical programs are evaluated once"

@@ -79,9 +79,10 @@ def test_eval_scores_a_program_file_like_a_campaign(tmp_path):
     assert out.returncode == 1 and "status:   invalid" in out.stdout
 
 
-@pytest.fixture()
-def populated_db(tmp_path):
-    """A database holding one finished campaign, and its digest."""
+@pytest.fixture(scope="module")
+def populated_db(tmp_path_factory):
+    """A database holding one finished campaign, and its digest (shared: no case may change it)."""
+    tmp_path = tmp_path_factory.mktemp("populated")
     db = tmp_path / "kept.db"
     env = _env(tmp_path, db)
     out = _cli(["run", "erdos_min_overlap", "--chains", "1", "--k", "2", "--budget", "4", "--quiet"], env)
