@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import os
 import statistics
 import sys
@@ -39,18 +40,21 @@ TRIVIAL = REPO / "tests" / "flows" / "toy_problem.py"
 def _bare(problem, proposer, sandbox, moves, concurrency: int, eval_slots: int) -> float:
     """Proposals then evaluations with the same concurrency, nothing else; returns seconds."""
     from discovery.edits import ParseError, apply_response
+    from discovery.types import program_hash
     from problems.evaluate import evaluate
 
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as llm, concurrent.futures.ThreadPoolExecutor(eval_slots) as ev:
         proposals = [llm.submit(proposer.propose, m, s) for m in moves for s in range(m.samples)]
-        evals = []
+        evals, seen = [], set()
         for (m, fut) in zip([m for m in moves for _ in range(m.samples)], proposals):
             try:
                 code = apply_response(m.parent.code, fut.result().text)
             except ParseError:
                 continue
-            evals.append(ev.submit(evaluate, problem, code, sandbox))
+            if program_hash(code) not in seen:  # the platform evaluates each distinct program once
+                seen.add(program_hash(code))
+                evals.append(ev.submit(evaluate, problem, code, sandbox))
         for f in evals:
             f.result()
     return time.perf_counter() - start
@@ -89,7 +93,10 @@ def main() -> None:
 
     problem = get_problem(str(TRIVIAL))
     sandbox = get_sandbox(args.sandbox)
-    reply = "```python\nVALUES = [3.0, 2.9, 3.2]\n\n\ndef construct():\n    return list(VALUES)\n```"
+    counter = itertools.count()
+
+    def reply(_body) -> str:  # a distinct program per call, so every candidate is evaluated
+        return f"```python\nVALUES = [3.0, 2.9, {next(counter)}.5]\n\n\ndef construct():\n    return list(VALUES)\n```"
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     os.environ["DISCOVERY_DB_URL"] = f"sqlite:///{tmp / 'bench.db'}"
 
@@ -101,24 +108,27 @@ def main() -> None:
     common = dict(chains=args.chains, k=args.k, budget=args.budget, sandbox=args.sandbox,
                   llm_concurrency=args.llm_concurrency, eval_slots=args.eval_slots, seed=0)
     rows = []
-    with StubLLMServer(default_content=reply) as stub:
+    with StubLLMServer(reply) as stub:
         for label, model in (("stub LLM (0 s latency)", "openai/stub"), ("offline proposer", None)):
-            cfg = resolve(str(TRIVIAL), model=model, api_base=stub.url if model else None, **common)
+            cfg = resolve(problem=str(TRIVIAL), model=model, api_base=stub.url if model else None, **common)
             proposer = make_proposer(cfg) if model else OfflineProposer()
             moves = _moves(problem, args.budget, args.chains, args.k, 0)
+            proposer.propose(moves[0], 0)  # warm-up: litellm's first call pays its import
             bare = _bare(problem, proposer, sandbox, moves, args.llm_concurrency, args.eval_slots)
             t = time.perf_counter()
             summary = run_campaign(cfg)
             platform = time.perf_counter() - t
             n = summary.steps
-            rows.append((label, n, bare / n, platform / n))
+            rows.append((label, n, summary.evaluations, bare / n, platform / n))
 
     print(f"sandbox backend: {sandbox.name}; eval slots {args.eval_slots}; LLM concurrency {args.llm_concurrency}; "
           f"budget {args.budget} candidates; cores {os.cpu_count()}")
     print(f"ephemeral Prefect API start + first 1-candidate campaign: {prefect_start:.2f} s (excluded below)")
-    print(f"{'proposer':26s} {'candidates':>10s} {'bare s/cand':>12s} {'platform s/cand':>16s} {'overhead ms/cand':>17s} {'ratio':>6s}")
-    for label, n, bare, platform in rows:
-        print(f"{label:26s} {n:10d} {bare:12.4f} {platform:16.4f} {1000 * (platform - bare):17.1f} {platform / bare:6.2f}")
+    print(f"{'proposer':24s} {'candidates':>10s} {'evaluated':>9s} {'bare s/cand':>12s} {'platform s/cand':>16s} "
+          f"{'overhead ms/cand':>17s} {'ratio':>6s}")
+    for label, n, evaluated, bare, platform in rows:
+        print(f"{label:24s} {n:10d} {evaluated:9d} {bare:12.4f} {platform:16.4f} {1000 * (platform - bare):17.1f} "
+              f"{platform / bare:6.2f}")
     dispose_engines()
 
 
