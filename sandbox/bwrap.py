@@ -79,6 +79,9 @@ class BwrapSandbox(SubprocessSandbox):
                         args += ["--ro-bind", top, top]
                 for path in _ETC:
                     args += ["--ro-bind-try", path, path]
+                # /proc, /dev and an empty /tmp first: an interpreter that lives under /tmp (a
+                # checkout cloned there) is bound on top of the empty /tmp below, not hidden by it.
+                args += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--tmpfs", "/tmp"]
                 bound = ["/usr", *_TOP]
                 made: set[str] = set()
                 for d in self._interpreter_dirs():
@@ -95,8 +98,7 @@ class BwrapSandbox(SubprocessSandbox):
                             made.add(a)
                     args += ["--ro-bind", d, d]
                     bound.append(d)
-                args += ["--proc", "/proc", "--dev", "/dev",
-                         "--perms", "0755", "--tmpfs", "/tmp", "--remount-ro", "/tmp"]
+                args += ["--remount-ro", "/tmp"]
                 self._fs_args = args
             return self._fs_args
 
