@@ -1,8 +1,10 @@
 """Wall-clock overhead of one sandboxed run of a trivial candidate, per backend.
 
-Usage: python bench/sandbox_overhead.py [--runs N]
+Usage: python bench/sandbox_overhead.py [--runs N] [--env]
 
-The floor is a bare `python -I -c pass` subprocess with the same interpreter.
+The floor is a bare `python -I -c pass` subprocess with the same interpreter. --env adds rows
+for the same candidate run with the interpreter of a ("numpy",) candidate env (sandbox.envs,
+built once into the env cache if missing).
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ def _floor(runs: int) -> list[float]:
     return out
 
 
-def _backend(name: str, runs: int) -> list[float]:
+def _backend(name: str, runs: int, python: str | None = None) -> list[float]:
     sb = get_sandbox(name)
-    request = RunRequest(PROGRAM, "construct", limits=Limits(wall_seconds=60))
+    request = RunRequest(PROGRAM, "construct", limits=Limits(wall_seconds=60), python=python)
     sb.run(request)  # warm-up (bwrap: resolves the interpreter's prefixes once)
     out = []
     for _ in range(runs):
@@ -53,12 +55,19 @@ def _backend(name: str, runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--env", action="store_true", help="also run in a numpy candidate env")
     args = parser.parse_args()
     rows = [("python -I -c pass", _floor(args.runs))]
-    rows.append(("process", _backend("process", args.runs)))
     ok, reason = bwrap_available()
-    if ok:
-        rows.append(("bwrap", _backend("bwrap", args.runs)))
+    backends = ["process"] + (["bwrap"] if ok else [])
+    for name in backends:
+        rows.append((name, _backend(name, args.runs)))
+    if args.env:
+        from sandbox.envs import candidate_python
+
+        python = candidate_python(("numpy",))
+        for name in backends:
+            rows.append((f"{name} (numpy env)", _backend(name, args.runs, python)))
     floor_med, floor_p90 = _stats(rows[0][1])
     print(f"runs per row: {args.runs}")
     print(f"{'backend':<20}{'median ms':>11}{'p90 ms':>10}{'x floor (median)':>18}"

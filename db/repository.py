@@ -239,21 +239,58 @@ def find_evaluation(engine: Engine, campaign_id: int, cache_key: str) -> Evaluat
         return ev
 
 
-def record_evaluation(engine: Engine, *, campaign_id: int, candidate_id: int, cache_key: str, fields: dict[str, Any]) -> int:
-    """Stores an evaluation once per (campaign, cache_key) and links the candidate to it."""
+def record_evaluation(
+    engine: Engine,
+    *,
+    campaign_id: int,
+    candidate_id: int,
+    cache_key: str,
+    fields: dict[str, Any],
+    kind: str = "search",
+) -> int:
+    """Stores an evaluation once per (campaign, cache_key).
+
+    A search evaluation becomes the candidate's evaluation (candidate.evaluation_id); other kinds
+    (holdout, recheck) are stored beside it and never replace what the search saw.
+    """
+    link = kind == "search"
     try:
         with session_scope(engine) as s:
-            ev = Evaluation(campaign_id=campaign_id, candidate_id=candidate_id, cache_key=cache_key, **fields)
+            ev = Evaluation(campaign_id=campaign_id, candidate_id=candidate_id, cache_key=cache_key, kind=kind, **fields)
             s.add(ev)
             s.flush()
-            s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=ev.id))
+            if link:
+                s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=ev.id))
             return ev.id
     except IntegrityError:
         existing = find_evaluation(engine, campaign_id, cache_key)
         if existing is None:
             raise
-        link_evaluation(engine, candidate_id, existing.id)
+        if link:
+            link_evaluation(engine, candidate_id, existing.id)
         return existing.id
+
+
+def top_candidates(engine: Engine, campaign_id: int, direction: str, limit: int) -> list[tuple[Candidate, Evaluation]]:
+    """The best `limit` distinct programs of a campaign by their search evaluation."""
+    order = Evaluation.score.desc() if direction == "maximize" else Evaluation.score.asc()
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Candidate, Evaluation)
+            .join(Evaluation, Evaluation.id == Candidate.evaluation_id)
+            .where(Candidate.campaign_id == campaign_id, Evaluation.status == "ok", Evaluation.kind == "search")
+            .order_by(order, Candidate.id)
+        ).all()
+        s.expunge_all()
+    out, seen = [], set()
+    for cand, ev in rows:
+        if cand.program_hash in seen:
+            continue
+        seen.add(cand.program_hash)
+        out.append((cand, ev))
+        if len(out) == limit:
+            break
+    return out
 
 
 def link_evaluation(engine: Engine, candidate_id: int, evaluation_id: int) -> None:

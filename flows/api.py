@@ -10,6 +10,7 @@ ProblemError, DatabaseError, UnknownCampaign, ProposerUnreachable) before writin
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from db.engine import get_engine
 from db.repository import CampaignSummary
 from discovery.config import CampaignConfig, ConfigError, resolve
 from discovery.types import Evaluation
-from flows.campaign import ProgressFn, run_flow
+from flows.campaign import ProgressFn, evaluation_fields, run_flow
 from flows.factory import make_proposer, make_runtime
 from problems import get_problem
 
@@ -114,6 +115,72 @@ def evaluate_file(problem: str, path: str | Path, *, sandbox: str = "auto") -> E
     if not p.is_file():
         raise FileNotFoundError(f"program file {p} not found: pass the path of a .py file")
     return evaluate(prob, p.read_text(encoding="utf-8"), get_sandbox(sandbox))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rescored:
+    """One program re-scored after the search: its search evaluation beside the new one."""
+
+    candidate_id: int
+    search_score: float | None
+    evaluation: Evaluation
+    evaluation_id: int
+
+
+def evaluate_campaign(
+    campaign_id: int,
+    *,
+    holdout: bool = True,
+    top: int = 5,
+    sandbox: str | None = None,
+    db_url: str | None = None,
+) -> list[Rescored]:
+    """Re-scores the campaign's `top` best distinct programs and stores those evaluations.
+
+    holdout=True uses the problem's held-out instances (split "holdout", which the search never
+    saw); holdout=False re-runs the search instances (kind "recheck", e.g. to see timing noise).
+    The new evaluations are stored beside the search ones (kind holdout/recheck) and never change
+    what the search recorded; asking again returns the stored evaluations.
+    """
+    from problems.evaluate import evaluate
+    from sandbox import get_sandbox
+
+    engine = get_engine(db_url)
+    row = repo.get_campaign(engine, campaign_id)
+    cfg = CampaignConfig.model_validate(row.config)
+    problem = get_problem(cfg.problem)
+    if holdout and not problem.has_holdout:
+        raise ConfigError(
+            f"problem {problem.name} keeps no held-out instances (its score does not depend on instances); "
+            f"use --recheck to re-score on the search instances"
+        )
+    if top < 1:
+        raise ConfigError(f"top must be at least 1, not {top}")
+    kind, split = ("holdout", "holdout") if holdout else ("recheck", "search")
+    box = get_sandbox(sandbox or cfg.sandbox)
+    out = []
+    for cand, search_ev in repo.top_candidates(engine, campaign_id, problem.direction, top):
+        key = f"{kind}:{problem.evaluator_version}:{cand.program_hash}"
+        stored = repo.find_evaluation(engine, campaign_id, key)
+        if stored is not None:
+            ev = _as_evaluation(stored)
+            ev_id = stored.id
+        else:
+            ev = evaluate(problem, cand.code, box, split)
+            ev_id = repo.record_evaluation(
+                engine, campaign_id=campaign_id, candidate_id=cand.id, cache_key=key,
+                fields=evaluation_fields(ev), kind=kind,
+            )
+        out.append(Rescored(cand.id, search_ev.score, ev, ev_id))
+    return out
+
+
+def _as_evaluation(row) -> Evaluation:
+    return Evaluation(
+        status=row.status, score=row.score, metrics=dict(row.metrics or {}), feedback=row.feedback,
+        stdout=row.stdout, stderr=row.stderr, duration_s=row.duration_s, cpu_s=row.cpu_s,
+        backend=row.backend, evaluator_version=row.evaluator_version,
+    )
 
 
 def list_problems():

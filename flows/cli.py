@@ -241,6 +241,27 @@ def show_cmd(
         typer.echo(json.dumps(s.campaign.config, indent=2))
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    campaign_id: int = typer.Argument(..., help="Campaign id."),
+    holdout: bool = typer.Option(True, "--holdout/--recheck", help="Held-out instances, or the search ones again."),
+    top: int = typer.Option(5, help="How many of the best distinct programs to re-score."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+) -> None:
+    """Re-score a campaign's best programs on held-out instances and store those evaluations."""
+    from flows.api import evaluate_campaign
+
+    rows = _guard(evaluate_campaign, campaign_id, holdout=holdout, top=top, db_url=db)
+    label = "holdout" if holdout else "recheck"
+    typer.echo(f"{'candidate':>9s}  {'search score':>14s}  {label + ' status':>15s}  {label + ' score':>14s}")
+    for r in rows:
+        score = "-" if r.evaluation.score is None else f"{r.evaluation.score:.8g}"
+        search = "-" if r.search_score is None else f"{r.search_score:.8g}"
+        typer.echo(f"{r.candidate_id:9d}  {search:>14s}  {r.evaluation.status:>15s}  {score:>14s}")
+    if not rows:
+        typer.echo("no successfully evaluated programs to re-score")
+
+
 @app.command("eval")
 def eval_cmd(
     problem: str = typer.Argument(..., help="Problem name or module path."),

@@ -31,7 +31,10 @@ ENTRY_POINT_GROUP = "discovery.problems"
 
 # name -> "module:attribute" of the problems that ship with the platform.
 BUILTINS: dict[str, str] = {
+    "autocorrelation_first": "problems.autocorrelation_first:PROBLEM",
+    "circle_packing": "problems.circle_packing:PROBLEM",
     "erdos_min_overlap": "problems.erdos_min_overlap:PROBLEM",
+    "qubit_routing": "problems.qubit_routing:PROBLEM",
 }
 
 _HOW_TO_ADD = (

@@ -9,10 +9,16 @@ never sees the candidate's process and never trusts a number the candidate repor
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from discovery.types import Direction, Evaluation
-from sandbox.base import Limits
+from sandbox.base import Limits, Sandbox
+
+Split = Literal["search", "holdout"]
+# A custom trusted evaluator: (problem, program, sandbox, split) -> Evaluation. Problems whose
+# score needs several sandboxed runs (instances, timings, baselines) provide one; it must fill
+# in the Evaluation's sandbox fields itself and never raise for anything the candidate does.
+Evaluator = Callable[["Problem", str, Sandbox, Split], Evaluation]
 
 EVOLVE_START = "# EVOLVE-BLOCK-START"
 EVOLVE_END = "# EVOLVE-BLOCK-END"
@@ -47,6 +53,13 @@ class Problem:
       evaluator_version: bump whenever scoring changes; stored with every evaluation.
       cache_evaluations: identical programs are evaluated once per campaign (False for timing
         problems, whose score is a measurement).
+      requirements: the pip requirements of the candidate environment (what a candidate may
+        import beyond the standard library); the sandbox runs candidates in a venv holding only
+        these, so baselines, references and the platform itself are out of reach.
+      evaluator: custom trusted evaluator for multi-run problems (see Evaluator); None = one
+        sandboxed run of the entrypoint with entry_kwargs, scored by `score`.
+      has_holdout: the evaluator keeps held-out instances the search never sees
+        (split="holdout"); `discovery evaluate ID --holdout` re-scores best programs on them.
     """
 
     name: str
@@ -62,6 +75,9 @@ class Problem:
     references: dict[str, BestKnown] = dataclasses.field(default_factory=dict)
     evaluator_version: str = "1"
     cache_evaluations: bool = True
+    requirements: tuple[str, ...] = ("numpy",)
+    evaluator: Evaluator | None = None
+    has_holdout: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):

@@ -13,24 +13,47 @@ import dataclasses
 import signal as signals
 
 from discovery.types import ERROR, OK, Evaluation
-from problems.base import Problem
+from problems.base import Problem, Split
 from sandbox.base import Limits, RunRequest, RunResult, Sandbox
 
 TRACEBACK_LINES = 12  # lines of stderr quoted in the feedback of a failed run
 TRACEBACK_CHARS = 2_000
 
 
-def evaluate(problem: Problem, program: str, sandbox: Sandbox) -> Evaluation:
-    """Runs `program` for `problem` in `sandbox` and returns its Evaluation (never raises for
-    anything the candidate or the scorer does)."""
-    request = RunRequest(
+def candidate_request(
+    problem: Problem,
+    program: str,
+    *,
+    kwargs: dict | None = None,
+    inputs: dict | None = None,
+    limits: Limits | None = None,
+    entrypoint: str | None = None,
+) -> RunRequest:
+    """A RunRequest for `program` in the problem's own candidate environment.
+
+    Custom evaluators build every sandboxed run through this, so each runs with the problem's
+    limits and in a venv holding only `problem.requirements`.
+    """
+    return RunRequest(
         program=program,
-        entrypoint=problem.entrypoint,
-        kwargs=dict(problem.entry_kwargs),
-        limits=problem.limits,
+        entrypoint=entrypoint or problem.entrypoint,
+        kwargs=dict(problem.entry_kwargs if kwargs is None else kwargs),
+        limits=limits or problem.limits,
+        inputs=dict(inputs or {}),
+        python=candidate_python(problem.requirements),
     )
-    run = sandbox.run(request)
-    run_fields = {
+
+
+def candidate_python(requirements) -> str | None:
+    """The interpreter of the candidate environment for `requirements` (built once, cached)."""
+    from sandbox.envs import candidate_python as build
+
+    return build(tuple(requirements))
+
+
+def run_fields(problem: Problem, run: RunResult, sandbox: Sandbox) -> dict:
+    """The sandbox fields of an Evaluation, from one run."""
+    return {
         "stdout": run.stdout,
         "stderr": run.stderr,
         "duration_s": float(run.duration_s),
@@ -38,27 +61,51 @@ def evaluate(problem: Problem, program: str, sandbox: Sandbox) -> Evaluation:
         "backend": run.backend or getattr(sandbox, "name", "") or "none",
         "evaluator_version": problem.evaluator_version,
     }
+
+
+def failed_run(problem: Problem, run: RunResult, sandbox: Sandbox, entrypoint: str | None = None) -> Evaluation:
+    """The Evaluation of a run that did not finish with a readable result."""
+    return Evaluation(
+        status=run.status,
+        metrics=_run_metrics(run),
+        feedback=run_feedback(run, problem.limits, entrypoint or problem.entrypoint),
+        **run_fields(problem, run, sandbox),
+    )
+
+
+def evaluate(problem: Problem, program: str, sandbox: Sandbox, split: Split = "search") -> Evaluation:
+    """Runs `program` for `problem` in `sandbox` and returns its Evaluation (never raises for
+    anything the candidate or the scorer does).
+
+    Problems with a custom `evaluator` (several runs, instances, timings) are delegated to it;
+    `split` chooses the search instances or the held-out ones.
+    """
+    if problem.evaluator is not None:
+        return _guarded(problem, lambda: problem.evaluator(problem, program, sandbox, split), {})
+    run = sandbox.run(candidate_request(problem, program))
     if run.status != OK:
-        return Evaluation(
-            status=run.status,
-            metrics=_run_metrics(run),
-            feedback=run_feedback(run, problem.limits, problem.entrypoint),
-            **run_fields,
-        )
+        return failed_run(problem, run, sandbox)
+    fields = run_fields(problem, run, sandbox)
+    evaluation = _guarded(problem, lambda: problem.score(run.output), fields)
+    return dataclasses.replace(evaluation, **fields)
+
+
+def _guarded(problem: Problem, scorer, fields: dict) -> Evaluation:
+    """Calls trusted scoring code; a broken scorer costs this evaluation, not the campaign."""
     try:
-        evaluation = problem.score(run.output)
+        evaluation = scorer()
         if not isinstance(evaluation, Evaluation):
-            raise TypeError(f"score() returned {type(evaluation).__name__}, not an Evaluation")
-    except Exception as exc:  # a broken scorer costs this evaluation, not the campaign
+            raise TypeError(f"the scorer returned {type(evaluation).__name__}, not an Evaluation")
+        return evaluation
+    except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         return Evaluation(
             status=ERROR,
             metrics={"evaluator_error": message},
             feedback=f"evaluator error: {message} (the trusted scorer failed on this output; "
             f"this is not necessarily the program's fault)",
-            **run_fields,
+            **({"evaluator_version": problem.evaluator_version} | fields),
         )
-    return dataclasses.replace(evaluation, **run_fields)
 
 
 def _run_metrics(run: RunResult) -> dict:

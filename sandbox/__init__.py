@@ -11,6 +11,11 @@ Backends:
             own user stay reachable, and a child that clears its environment and calls setsid
             can outlive the run).
 
+Per request, RunRequest.python selects the interpreter (a candidate env from
+sandbox.envs.candidate_python, holding only a problem's requirements; its prefixes and its base
+interpreter's are made visible read-only) and RunRequest.inputs passes numeric arrays as .npy
+files (bad inputs raise ValueError from run() before anything starts).
+
 get_sandbox() / get_sandbox("auto") picks bwrap if it is installed and a probe run works here
 (probed once per process), else process.
 """

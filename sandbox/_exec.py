@@ -1,6 +1,7 @@
 """Shared machinery of the subprocess-based sandboxes (process and bwrap).
 
-Each run: a fresh private work dir with runner.py, candidate.py and args.json; a child started in
+Each run: a fresh private work dir with runner.py, candidate.py, args.json and inputs/<name>.npy
+for each input array; a child started in
 its own session with an environment built from scratch plus a unique token; stdout/stderr read
 through pipes into bounded tail buffers; a wall-clock deadline enforced from outside (SIGKILL to
 the process group); CPU time and exit status from os.wait4; afterwards every process still
@@ -18,9 +19,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from sandbox.base import Limits, RunRequest, RunResult
 from sandbox.result import ResultError, read_result
@@ -32,10 +34,87 @@ EXIT_SETUP = 87
 NOBODY = 65534
 PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # some CPUs need these; nothing else
 DRAIN_GRACE_S = 2.0
+INPUTS_DIR = "inputs"
+NUMERIC_KINDS = "biufc"  # bool, signed/unsigned int, float, complex
+_INTERPRETER_QUERY = (
+    "import json, os, site, sys\n"
+    "dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,\n"
+    "        os.path.dirname(os.path.realpath(sys.executable))]\n"
+    "path = {os.path.realpath(p) for p in sys.path if p}\n"
+    "base = site.getsitepackages([sys.base_prefix, sys.base_exec_prefix])\n"
+    "hide = [p for p in base if os.path.isdir(p) and os.path.realpath(p) not in path]\n"
+    "print(json.dumps({'dirs': dirs, 'hide': hide}))\n")
+_interp_lock = threading.Lock()
+_interp_cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def interpreter_dirs(python: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(prefixes, hidden) of an interpreter, asked once per interpreter (thread-safe).
+
+    prefixes: its prefix, base prefix, exec prefixes and the directory of its real executable
+    (as given and resolved), to be made visible read-only. hidden: site-packages dirs of the base
+    interpreter that are not on this interpreter's sys.path (a venv without system site
+    packages), to be covered with an empty dir so a candidate cannot add them to sys.path."""
+    key = os.path.abspath(python)
+    with _interp_lock:
+        cached = _interp_cache.get(key)
+        if cached is None:
+            out = subprocess.run([key, "-I", "-c", _INTERPRETER_QUERY], capture_output=True,
+                                 text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+                                 check=True)
+            info = json.loads(out.stdout)
+            dirs = sorted({os.path.realpath(p) for p in info["dirs"]}
+                          | {os.path.abspath(p) for p in info["dirs"]})
+            hide = sorted({os.path.realpath(p) for p in info["hide"]})
+            hide = [h for h in hide if not any(_inside(d, h) for d in dirs)]
+            cached = _interp_cache[key] = (tuple(dirs), tuple(hide))
+        return cached
+
+
+def check_inputs(inputs: Any, kwargs: Any) -> dict[str, Any]:
+    """The request's input arrays as {name: ndarray}; ValueError for a caller bug (a name that
+    is not an identifier or clashes with kwargs, a non-numeric array)."""
+    if not inputs:
+        return {}
+    if not isinstance(inputs, dict):
+        raise ValueError(f"RunRequest.inputs must be a dict of name -> numpy array, not "
+                         f"{type(inputs).__name__}")
+    import numpy as np
+
+    out = {}
+    for name, value in inputs.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"input name {name!r} is not a Python identifier")
+        if kwargs and name in kwargs:
+            raise ValueError(f"input {name!r} is also given in kwargs")
+        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        if arr.dtype.kind not in NUMERIC_KINDS:
+            raise ValueError(f"input {name!r} has non-numeric dtype {arr.dtype}; inputs must be "
+                             f"numeric arrays (bool, int, float, complex)")
+        out[name] = arr
+    return out
+
+
+def check_python(python: str | None) -> None:
+    if python is None:
+        return
+    if not isinstance(python, str) or not os.path.isabs(python) or not os.path.isfile(python):
+        raise ValueError(f"RunRequest.python must be the absolute path of an interpreter, got "
+                         f"{python!r}")
 
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def new_token() -> str:
+    """A run token: `<platform pid>-<random>`; the pid prefix lets tools (and the tests) tell
+    this process's runs from those of other platform processes on the same machine."""
+    return f"{os.getpid()}-{secrets.token_hex(16)}"
 
 
 def base_env(limits: Limits, home: str, token: str) -> dict[str, str]:
@@ -276,9 +355,13 @@ class SubprocessSandbox:
                  ) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
 
-    def _setup(self) -> dict:
+    def _setup(self, request: RunRequest) -> dict:
         """The runner's set-up section of args.json."""
         return {}
+
+    def _python(self, request: RunRequest) -> str:
+        """The interpreter of this run: the request's, else the sandbox's default."""
+        return request.python or self.python
 
     def _translate(self, outcome: Outcome) -> Outcome:
         """A runner behind a pid-1 reaper (and bwrap) reports death by signal N as 128 + N."""
@@ -288,30 +371,53 @@ class SubprocessSandbox:
         return outcome
 
     # -- the run -------------------------------------------------------------------------
-    def _prepare(self, request: RunRequest) -> str:
-        work_dir = tempfile.mkdtemp(prefix="sbx-", dir=self.work_root)  # mode 0700
+    def _prepare(self, request: RunRequest, inputs: dict[str, Any]) -> str:
         args = {"entrypoint": request.entrypoint, "kwargs": request.kwargs,
-                "limits": dataclasses.asdict(request.limits), "setup": self._setup()}
+                "inputs": sorted(inputs), "limits": dataclasses.asdict(request.limits),
+                "setup": self._setup(request)}
         files = {"runner.py": RUNNER_SOURCE.read_bytes(),
                  "candidate.py": request.program.encode("utf-8", errors="surrogatepass"),
                  "args.json": json.dumps(args).encode()}
+        work_dir = tempfile.mkdtemp(prefix="sbx-", dir=self.work_root)  # mode 0700
+        try:
+            self._fill(work_dir, files, inputs)
+        except BaseException:
+            _remove_tree(work_dir)
+            raise
+        return work_dir
+
+    def _fill(self, work_dir: str, files: dict[str, bytes], inputs: dict[str, Any]) -> None:
+        owned = [work_dir]
         for name, data in files.items():
             path = os.path.join(work_dir, name)
             with open(path, "wb") as f:
                 f.write(data)
-            if is_root():
-                os.chown(path, NOBODY, NOBODY)
+            owned.append(path)
+        if inputs:
+            import numpy as np
+
+            in_dir = os.path.join(work_dir, INPUTS_DIR)
+            os.mkdir(in_dir, 0o700)
+            owned.append(in_dir)
+            for name, arr in inputs.items():
+                path = os.path.join(in_dir, f"{name}.npy")
+                with open(path, "wb") as f:
+                    np.save(f, arr, allow_pickle=False)
+                owned.append(path)
         if is_root():
-            os.chown(work_dir, NOBODY, NOBODY)
-        return work_dir
+            for path in owned:
+                os.chown(path, NOBODY, NOBODY)
 
     def run(self, request: RunRequest) -> RunResult:
+        # Caller bugs raise ValueError here, before anything is started or written.
+        inputs = check_inputs(request.inputs, request.kwargs)
+        check_python(request.python)
         start = time.monotonic()
-        token = secrets.token_hex(16)
+        token = new_token()
         work_dir = None
         try:
             try:
-                work_dir = self._prepare(request)
+                work_dir = self._prepare(request, inputs)
             except (TypeError, ValueError) as exc:  # kwargs not JSON, bad program text
                 return RunResult(status="error", error=f"bad request: {exc}", backend=self.name,
                                  duration_s=time.monotonic() - start)

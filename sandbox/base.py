@@ -50,12 +50,19 @@ class RunRequest:
       entrypoint: the function the runner calls, e.g. "construct".
       kwargs: JSON-serialisable keyword arguments passed to the entrypoint.
       limits: resource limits.
+      inputs: numeric numpy arrays passed to the entrypoint as extra keyword arguments; they
+        cross into the work dir as .npy files (no pickle) and are loaded by the runner, so
+        instance data never travels as JSON and a candidate mutating them changes nothing outside.
+      python: interpreter of the candidate environment (a venv holding only what the problem
+        declares, see sandbox.envs); None = the sandbox's default interpreter.
     """
 
     program: str
     entrypoint: str
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     limits: Limits = dataclasses.field(default_factory=Limits)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    python: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

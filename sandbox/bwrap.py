@@ -2,8 +2,10 @@
 
 The candidate sees a new root holding only read-only /usr (plus the /bin, /lib* symlinks or
 dirs), the dynamic-loader and time-zone files from /etc, the interpreter's prefixes (resolved by
-asking the configured interpreter for sys.prefix/base_prefix/exec_prefix; e.g. the pyenv
-installation under /root and the venv, but not the rest of the checkout), a fresh /proc of its
+asking the run's interpreter, RunRequest.python or the default, for sys.prefix/base_prefix/
+exec_prefix, once per interpreter; e.g. the pyenv installation under /root and the candidate
+venv, but not the rest of the checkout; the base interpreter's site-packages are covered by an
+empty read-only dir when the venv does not use them), a fresh /proc of its
 own pid namespace, a minimal /dev, a read-only empty /tmp and its work dir read-write at
 /sandbox. Network, IPC, UTS and pid namespaces are private, the environment is cleared and set
 explicitly, and bwrap sets no_new_privs.
@@ -23,30 +25,21 @@ outer bwrap (SIGKILL to its process group) kills that pid 1 (directly and throug
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import threading
 
-from sandbox._exec import SubprocessSandbox, base_env, is_root
+from sandbox._exec import SubprocessSandbox, _inside, base_env, interpreter_dirs, is_root
 from sandbox.base import RunRequest
 
 INSIDE_WORK = "/sandbox"
 _ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
         "/etc/alternatives")
 _TOP = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_PREFIX_QUERY = ("import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
-                 "sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(os.path.realpath("
-                 "sys.executable))]))")
 
 
 def find_bwrap() -> str | None:
     return shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin:" + os.environ.get("PATH", ""))
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 class BwrapSandbox(SubprocessSandbox):
@@ -58,52 +51,52 @@ class BwrapSandbox(SubprocessSandbox):
                  bwrap: str | None = None):
         super().__init__(python, work_root)
         self.bwrap = bwrap or find_bwrap() or "bwrap"
-        self._fs_args: list[str] | None = None
+        self._fs_args: dict[str, list[str]] = {}  # per interpreter
         self._lock = threading.Lock()
 
     # -- file system view ----------------------------------------------------------------
-    def _interpreter_dirs(self) -> list[str]:
-        out = subprocess.run([self.python, "-I", "-c", _PREFIX_QUERY], capture_output=True,
-                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin"}, check=True)
-        return sorted({os.path.realpath(p) for p in json.loads(out.stdout)}
-                      | {os.path.abspath(p) for p in json.loads(out.stdout)})
-
-    def _filesystem(self) -> list[str]:
+    def _filesystem(self, python: str) -> list[str]:
+        """bwrap arguments of the file-system view for `python` (built once per interpreter)."""
         with self._lock:
-            if self._fs_args is None:
-                args = ["--ro-bind", "/usr", "/usr"]
-                for top in _TOP:
-                    if os.path.islink(top):
-                        args += ["--symlink", os.readlink(top), top]
-                    elif os.path.isdir(top):
-                        args += ["--ro-bind", top, top]
-                for path in _ETC:
-                    args += ["--ro-bind-try", path, path]
-                # /proc, /dev and an empty /tmp first: an interpreter that lives under /tmp (a
-                # checkout cloned there) is bound on top of the empty /tmp below, not hidden by it.
-                args += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--tmpfs", "/tmp"]
-                bound = ["/usr", *_TOP]
-                made: set[str] = set()
-                for d in self._interpreter_dirs():
-                    if any(_inside(d, b) for b in bound) or not os.path.isdir(d):
-                        continue
-                    ancestors = []
-                    p = os.path.dirname(d)
-                    while p != "/":
-                        ancestors.append(p)
-                        p = os.path.dirname(p)
-                    for a in reversed(ancestors):  # bwrap would create them 0700
-                        if a not in made and not any(_inside(a, b) for b in bound):
-                            args += ["--perms", "0755", "--dir", a]
-                            made.add(a)
-                    args += ["--ro-bind", d, d]
-                    bound.append(d)
-                args += ["--remount-ro", "/tmp"]
-                self._fs_args = args
-            return self._fs_args
+            cached = self._fs_args.get(python)
+        if cached is not None:
+            return cached
+        prefixes, empty = interpreter_dirs(python)
+        args = ["--ro-bind", "/usr", "/usr"]
+        for top in _TOP:
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        for path in _ETC:
+            args += ["--ro-bind-try", path, path]
+        # /tmp first (read-only at the end), so an interpreter living under /tmp stays visible
+        args += ["--perms", "0755", "--tmpfs", "/tmp"]
+        bound = ["/usr", *_TOP]
+        made: set[str] = {"/tmp"}
+        for d in prefixes:
+            if any(_inside(d, b) for b in bound) or not os.path.isdir(d):
+                continue
+            ancestors = []
+            p = os.path.dirname(d)
+            while p != "/":
+                ancestors.append(p)
+                p = os.path.dirname(p)
+            for a in reversed(ancestors):  # bwrap would create them 0700
+                if a not in made and not any(_inside(a, b) for b in bound):
+                    args += ["--perms", "0755", "--dir", a]
+                    made.add(a)
+            args += ["--ro-bind", d, d]
+            bound.append(d)
+        for d in empty:  # the base interpreter's site-packages a venv does not use
+            if any(_inside(d, b) for b in bound):
+                args += ["--perms", "0755", "--tmpfs", d, "--remount-ro", d]
+        args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/tmp"]
+        with self._lock:
+            return self._fs_args.setdefault(python, args)
 
     # -- hooks ---------------------------------------------------------------------------
-    def _setup(self) -> dict:
+    def _setup(self, request: RunRequest) -> dict:
         return {"isolate": False, "drop": is_root()}
 
     def _command(self, work_dir: str, request: RunRequest, token: str
@@ -117,11 +110,12 @@ class BwrapSandbox(SubprocessSandbox):
                      "--cap-add", "CAP_DAC_OVERRIDE"]
         else:
             argv += ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
-        argv += self._filesystem()
+        python = self._python(request)
+        argv += self._filesystem(python)
         argv += ["--bind", work_dir, INSIDE_WORK, "--chdir", INSIDE_WORK,
                  "--hostname", "sandbox", "--clearenv"]
         for key, value in env.items():
             argv += ["--setenv", key, value]
-        argv += ["--", self.python, "-I", "-B", "runner.py"]
+        argv += ["--", python, "-I", "-B", "runner.py"]
         # bwrap itself gets the same scrubbed environment (it needs none).
         return argv, base_env(request.limits, INSIDE_WORK, token)

@@ -2,8 +2,10 @@
 
 As root, the runner puts itself in private network (loopback down), mount, IPC, UTS and pid
 namespaces (a reaping pid 1 that takes every candidate process down with it, and a /proc
-showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, the work root and `hide` (default: this checkout)
-behind empty root-owned tmpfs mounts, sets the rlimits and drops to uid/gid 65534 with
+showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, the work root and `hide`
+(default: this checkout) behind empty root-owned tmpfs mounts, binds the interpreter's prefixes (RunRequest.python or the
+default) back read-only, covers the base interpreter's site-packages when the interpreter is a
+venv that does not use them, sets the rlimits and drops to uid/gid 65534 with
 no_new_privs before importing the candidate. Without root none of that is possible: the
 candidate then runs as the platform's own user with rlimits and a scrubbed environment only
 (it can use the network and read what that user can read). See sandbox/__init__.py.
@@ -15,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from sandbox._exec import SubprocessSandbox, base_env, is_root
+from sandbox._exec import SubprocessSandbox, base_env, interpreter_dirs, is_root
 from sandbox.base import RunRequest
 
 _CHECKOUT = str(Path(__file__).resolve().parents[1])
@@ -34,11 +36,15 @@ class ProcessSandbox(SubprocessSandbox):
         super().__init__(python, work_root)
         self.hide = [os.path.abspath(p) for p in (hide if hide is not None else [_CHECKOUT])]
 
-    def _setup(self) -> dict:
+    def _setup(self, request: RunRequest) -> dict:
         root = is_root()
-        return {"isolate": root, "drop": root, "hide": self.hide}
+        setup = {"isolate": root, "drop": root, "hide": self.hide}
+        if root:  # bound back read-only in the runner's mount namespace
+            prefixes, empty = interpreter_dirs(self._python(request))
+            setup.update(prefixes=list(prefixes), empty=list(empty))
+        return setup
 
     def _command(self, work_dir: str, request: RunRequest, token: str
                  ) -> tuple[list[str], dict[str, str]]:
-        return ([self.python, "-I", "-B", "runner.py"],
+        return ([self._python(request), "-I", "-B", "runner.py"],
                 base_env(request.limits, work_dir, token))

@@ -1,9 +1,10 @@
 """Trusted runner: copied into each run's work dir and started there as `python -I -B runner.py`.
 
 Order matters: read args.json, isolate (process backend as root: private network/mount/IPC/UTS/
-pid namespaces, with a reaping pid 1), set resource limits, drop to nobody (when root), and only then import the
-candidate. Needs the standard library only; NumPy is used only if the candidate returned an
-ndarray (then it is already imported).
+pid namespaces, with a reaping pid 1), set resource limits, drop to nobody (when root), load the
+input arrays (inputs/<name>.npy, allow_pickle=False), and only then import the candidate. Needs
+the standard library only; NumPy is imported only when there are inputs, or used if the
+candidate returned an ndarray (then it is already imported).
 
 Exit codes: 0 result written; 1 the candidate raised (traceback on stderr); EXIT_MEMORY on
 MemoryError; EXIT_SETUP if the sandbox could not be set up (the candidate never ran).
@@ -45,21 +46,36 @@ def _mount(src, target, fstype, flags, data=None):
            f"mount {target}")
 
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+ST_NOATIME, ST_NODIRATIME, ST_RELATIME, MS_RELATIME = 1024, 2048, 4096, 1 << 21
 
 
-def _isolate(hide):
+def _remount_read_only(path):
+    """Makes the bind mount at `path` read-only, keeping the flags it already has."""
+    have = os.statvfs(path).f_flag
+    flags = have & (MS_NOSUID | MS_NODEV | MS_NOEXEC | ST_NOATIME | ST_NODIRATIME)
+    if have & ST_RELATIME:
+        flags |= MS_RELATIME
+    _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | flags)
+
+
+def _isolate(hide, prefixes=(), empty=()):
     """New network (loopback down), mount, IPC, UTS and pid namespaces. In the private mount
     namespace, cover shared writable dirs, the work root and `hide` with empty root-owned tmpfs,
-    and bind back only the work dir and the interpreter prefixes (also making prefixes under
-    0700 dirs such as /root reachable for nobody)."""
+    bind back the work dir, bind the interpreter prefixes (the trusted side's `prefixes` and this
+    interpreter's own) read-only (also making prefixes under 0700 dirs such as /root reachable
+    for nobody), and cover `empty` (base site-packages a venv does not use) with an empty
+    read-only tmpfs."""
     ctypes, libc = _libc()
     _check(ctypes, libc.unshare(0x00020000 | 0x04000000 | 0x08000000 | 0x40000000 | 0x20000000),
            "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing propagates back to the host
     work = os.path.realpath(os.getcwd())
-    keep = {work} | {os.path.realpath(p) for p in
-                     (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    prefixes = {os.path.realpath(p) for p in
+                (*prefixes, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    prefixes = {p for p in prefixes if p != "/" and os.path.isdir(p)}
+    keep = {work} | prefixes
     cover = {os.path.realpath(p) for p in [*hide, "/tmp", "/var/tmp", "/dev/shm",
                                            os.path.dirname(work)]}
     for k in keep:  # ancestors nobody cannot search (e.g. /root with a pyenv interpreter)
@@ -75,11 +91,16 @@ def _isolate(hide):
     for c in tops:
         _mount("tmpfs", c, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
     for k in sorted(keep, key=len):
-        if any(_inside(k, c) for c in tops):
+        if k in prefixes or any(_inside(k, c) for c in tops):
             os.makedirs(k, exist_ok=True)
             _mount(f"/proc/self/fd/{fds[k]}", k, None, MS_BIND | MS_REC)
+            if k in prefixes:
+                _remount_read_only(k)
     for fd in fds.values():
         os.close(fd)
+    for d in sorted({os.path.realpath(e) for e in empty}):
+        if os.path.isdir(d) and not any(_inside(k, d) for k in keep):
+            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=755,size=4k")
     os.chdir(work)
 
 
@@ -170,6 +191,23 @@ def _write_result(value):
             f.write(text)
 
 
+def _load_inputs(names):
+    """The input arrays, each from inputs/<name>.npy (no pickle); numpy only if there are any."""
+    if not names:
+        return {}
+    try:
+        import numpy as np
+    except ImportError as exc:
+        raise ImportError(f"inputs need numpy in the candidate environment ({exc})") from None
+    out = {}
+    for name in names:
+        if not name.isidentifier():
+            raise ValueError(f"bad input name {name!r}")
+        with open(os.path.join("inputs", name + ".npy"), "rb") as f:
+            out[name] = np.load(f, allow_pickle=False)
+    return out
+
+
 def _flush():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -184,7 +222,8 @@ def main():
             args = json.load(f)
         setup = args.get("setup") or {}
         if setup.get("isolate"):
-            _isolate(setup.get("hide") or [])
+            _isolate(setup.get("hide") or [], setup.get("prefixes") or [],
+                     setup.get("empty") or [])
             _enter_pid_namespace()
         if os.getpid() == 1:  # bwrap --as-pid-1, or the namespace just entered
             _reap_as_init()
@@ -192,7 +231,8 @@ def main():
         _set_limits(args["limits"])
         if setup.get("drop") and os.geteuid() == 0:
             _drop_privileges()
-        entrypoint, kwargs = args["entrypoint"], args.get("kwargs") or {}
+        entrypoint, kwargs = args["entrypoint"], dict(args.get("kwargs") or {})
+        kwargs.update(_load_inputs(args.get("inputs") or []))
     except Exception as exc:
         sys.stderr.write(f"sandbox setup failed: {type(exc).__name__}: {exc}\n")
         _flush()

@@ -1,4 +1,5 @@
-"""Fixtures for the sandbox tests: one parametrised fixture per backend."""
+"""Fixtures for the sandbox tests: one parametrised fixture per backend, and candidate envs
+built once per test session in a session temp dir."""
 
 from __future__ import annotations
 
@@ -18,6 +19,43 @@ BACKENDS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def envs_dir(tmp_path_factory):
+    """DISCOVERY_ENVS_DIR -> a session temp dir, so the suite builds each candidate env once
+    (and never touches the user's cache)."""
+    from sandbox.envs import ENVS_DIR_VAR, MODE_VAR
+
+    path = str(tmp_path_factory.mktemp("candidate-envs"))
+    saved = {k: os.environ.get(k) for k in (ENVS_DIR_VAR, MODE_VAR)}
+    os.environ[ENVS_DIR_VAR] = path
+    os.environ.pop(MODE_VAR, None)
+    yield path
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def numpy_python(envs_dir):
+    """The interpreter of a candidate env holding only numpy."""
+    from sandbox.envs import candidate_python
+
+    start = time.monotonic()
+    python = candidate_python(("numpy",))
+    print(f"\nnumpy candidate env built in {time.monotonic() - start:.1f}s: {python}")
+    return python
+
+
+@pytest.fixture(scope="session")
+def stdlib_python(envs_dir):
+    """The interpreter of a candidate env holding the standard library only."""
+    from sandbox.envs import candidate_python
+
+    return candidate_python(())
+
+
 @pytest.fixture(params=BACKENDS)
 def sandbox(request):
     return ProcessSandbox() if request.param == "process" else BwrapSandbox()
@@ -30,8 +68,10 @@ def needs_isolation(sandbox) -> None:
 
 
 def leftovers(marker: str | None = None, wait_s: float = 2.0) -> list[int]:
-    """Pids still carrying any sandbox token in their environment (or `marker` in their command
-    line); waits up to wait_s for the kernel to finish tearing processes down."""
+    """Pids still carrying a sandbox token of this test process in their environment (or
+    `marker` in their command line); waits up to wait_s for the kernel to finish tearing
+    processes down. Runs of other platform processes on the machine are not counted."""
+    mine = f"{TOKEN_VAR}={os.getpid()}-".encode()
     deadline = time.monotonic() + wait_s
     while True:
         found = []
@@ -45,7 +85,8 @@ def leftovers(marker: str | None = None, wait_s: float = 2.0) -> list[int]:
                     cmd = f.read()
             except OSError:
                 continue
-            if f"{TOKEN_VAR}=".encode() in env or (marker and marker.encode() in cmd):
+            if any(v.startswith(mine) for v in env.split(b"\0")) or (
+                    marker and marker.encode() in cmd):
                 found.append(int(name))
         if not found or time.monotonic() > deadline:
             return found
