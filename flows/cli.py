@@ -129,13 +129,28 @@ def _print_summary(s, *, code: bool = True, whole: bool = False) -> None:
 
 
 @app.command("problems")
-def problems_cmd() -> None:
+def problems_cmd(
+    full: bool = typer.Option(False, "--full", help="Do not shorten the citations."),
+) -> None:
     """List the problems (built-in and installed) with their best-known values."""
+    from rich.console import Console
+    from rich.table import Table
+
     from flows.api import list_problems
 
+    table = Table(show_lines=False)
+    table.add_column("problem", no_wrap=True)
+    table.add_column("direction", no_wrap=True)
+    table.add_column("best known", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    if full:
+        table.add_column("what", overflow="fold")
     for p in _guard(list_problems):
-        best = f"{p.best_known.value:g} ({p.best_known.citation})" if p.best_known else "-"
-        typer.echo(f"{p.name:24s} {p.direction:9s} best known {best}\n{'':24s} {p.title}")
+        best, source = ("-", "-") if p.best_known is None else (f"{p.best_known.value:.10g}", p.best_known.citation)
+        if not full and len(source) > 40:
+            source = source[:37] + "..."
+        table.add_row(p.name, p.direction, best, source, *([p.title] if full else []))
+    Console(width=220 if full else None).print(table)
 
 
 @app.command("run")

@@ -34,6 +34,7 @@ BUILTINS: dict[str, str] = {
     "autocorrelation_first": "problems.autocorrelation_first:PROBLEM",
     "circle_packing": "problems.circle_packing:PROBLEM",
     "erdos_min_overlap": "problems.erdos_min_overlap:PROBLEM",
+    "lasso_path": "problems.lasso_path:PROBLEM",
     "qubit_routing": "problems.qubit_routing:PROBLEM",
 }
 

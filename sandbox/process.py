@@ -3,9 +3,10 @@
 As root, the runner puts itself in private network (loopback down), mount, IPC, UTS and pid
 namespaces (a reaping pid 1 that takes every candidate process down with it, and a /proc
 showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, the work root and `hide`
-(default: this checkout) behind empty root-owned tmpfs mounts, binds the interpreter's prefixes (RunRequest.python or the
-default) back read-only, covers the base interpreter's site-packages when the interpreter is a
-venv that does not use them, sets the rlimits and drops to uid/gid 65534 with
+(default: this checkout) behind empty root-owned tmpfs mounts, binds the prefixes of the run's
+interpreter (RunRequest.python or the default; asked once per interpreter) back read-only,
+covers the base interpreter's site-packages with an empty read-only tmpfs when the interpreter
+is a venv that does not use them, sets the rlimits and drops to uid/gid 65534 with
 no_new_privs before importing the candidate. Without root none of that is possible: the
 candidate then runs as the platform's own user with rlimits and a scrubbed environment only
 (it can use the network and read what that user can read). See sandbox/__init__.py.

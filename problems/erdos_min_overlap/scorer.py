@@ -153,13 +153,18 @@ def _check_values(h: np.ndarray) -> None:
         )
     bad = np.flatnonzero((h < 0.0) | (h > 1.0))
     if bad.size:
-        i = int(bad[0])
+        first = int(bad[0])
+        excess = np.maximum(-h[bad], h[bad] - 1.0)
+        i = int(bad[int(np.argmax(excess))])  # the worst offender
         side = "below 0" if h[i] < 0.0 else "above 1"
+        where = f"the first at h[{first}]; " if first != i else ""
         raise _Rejected(
             "range",
-            f"h[{i}] = {float(h[i])!r} is {side} ({_count(bad.size, 'value')} outside [0, 1]); "
+            f"h[{i}] = {float(h[i])!r} is the furthest {side} ({_count(bad.size, 'value')} outside [0, 1], "
+            f"{where}worst shown); "
             f"every value must satisfy 0 <= h[i] <= 1 exactly (clip after any arithmetic).",
             index=i,
+            first_index=first,
             value=float(h[i]),
             count=int(bad.size),
         )

@@ -10,7 +10,7 @@ adds the features that violate optimality) and a duality-gap stopping rule.
 import numpy as np
 
 # EVOLVE-BLOCK-START
-GAP_TOL = 1e-8  # stop at an alpha once the duality gap is below GAP_TOL * primal objective
+GAP_TOL = 5e-7  # stop at an alpha once the duality gap is below GAP_TOL * primal objective
 INNER_TOL = 1e-6  # sweeps over the active set stop when no coefficient moves more than this (relative)
 MAX_SWEEPS = 10_000  # per outer iteration
 

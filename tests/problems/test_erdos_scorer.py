@@ -260,3 +260,14 @@ def test_problem_metadata():
     start = PROBLEM.seed_program.index(EVOLVE_START)
     assert "def construct" in PROBLEM.seed_program[start:]
     assert "import numpy as np" in PROBLEM.seed_program[:start]
+
+
+def test_range_feedback_names_the_worst_offender_and_the_first():
+    from problems.erdos_min_overlap.scorer import score
+
+    h = [0.5] * 10
+    h[2], h[7] = 1.0000001, 1.5
+    ev = score(h)
+    assert ev.status == "invalid"
+    assert ev.metrics["index"] == 7 and ev.metrics["first_index"] == 2 and ev.metrics["count"] == 2
+    assert "h[7] = 1.5 is the furthest above 1" in ev.feedback and "first at h[2]" in ev.feedback
