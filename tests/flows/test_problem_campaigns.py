@@ -1,0 +1,25 @@
+"""Every shipped problem runs a campaign with the offline proposer and stores scored evaluations."""
+
+from __future__ import annotations
+
+import pytest
+
+from db import repository as repo
+from db.engine import get_engine
+from flows.api import run_campaign
+from problems import get_problem
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.mark.parametrize("name", ["erdos_min_overlap", "circle_packing", "autocorrelation_first", "qubit_routing"])
+def test_offline_campaign_on_each_problem(name):
+    summary = run_campaign(name, chains=1, k=2, budget=4, seed=1)
+    problem = get_problem(name)
+    assert summary.campaign.status == "completed" and summary.steps == 4
+    assert summary.seed_score is not None, "the seed program of every problem runs and scores"
+    assert summary.unevaluated_candidates == 0
+    cands = repo.candidates_of(get_engine(), summary.campaign.id)
+    assert all(ev is not None and ev.evaluator_version == problem.evaluator_version for _, ev in cands)
+    assert all(ev.backend in ("process", "bwrap") for _, ev in cands)
+    assert summary.best_score is not None
