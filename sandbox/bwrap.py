@@ -104,10 +104,13 @@ class BwrapSandbox(SubprocessSandbox):
         env = base_env(request.limits, INSIDE_WORK, token)
         argv = [self.bwrap, "--die-with-parent", "--new-session", "--as-pid-1"]
         if is_root():
+            # The runner keeps SETUID/SETGID/DAC_OVERRIDE to set up and drop to nobody, and its
+            # reaping pid 1 keeps KILL to end whatever the candidate leaves running (so that
+            # process's CPU time is counted); the candidate loses every capability at the drop.
             argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                      "--unshare-cgroup-try", "--cap-drop", "ALL",
                      "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-                     "--cap-add", "CAP_DAC_OVERRIDE"]
+                     "--cap-add", "CAP_DAC_OVERRIDE", "--cap-add", "CAP_KILL"]
         else:
             argv += ["--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534"]
         python = self._python(request)

@@ -13,6 +13,7 @@ MemoryError; EXIT_SETUP if the sandbox could not be set up (the candidate never 
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 
@@ -116,19 +117,31 @@ def _enter_pid_namespace():
     _wait_and_mirror(child)
 
 
-def _wait_and_mirror(child):
+def _wait_and_mirror(child, init=False):
     """Reaps every child until `child` ends, then exits with its status (128 + N if it died
-    from signal N)."""
+    from signal N).
+
+    As pid 1 (init=True) it first kills and reaps everything still alive in the namespace, so
+    that the CPU time of processes the candidate left running is part of this process's
+    rusage, which the sandbox reads from outside with wait4 (a timing problem must not be
+    fooled by work done in a background process)."""
+    code = None
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            os._exit(EXIT_SETUP)
+            os._exit(EXIT_SETUP if code is None else code)
         except InterruptedError:
             continue
         if pid == child:
-            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                     else os.WEXITSTATUS(status))
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            if not init:
+                os._exit(code)
+        if code is not None:
+            try:
+                os.kill(-1, signal.SIGKILL)  # pid 1: every other process of this namespace
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _reap_as_init():
@@ -138,7 +151,7 @@ def _reap_as_init():
     child = os.fork()
     if child == 0:
         return
-    _wait_and_mirror(child)
+    _wait_and_mirror(child, init=True)
 
 
 def _limit(which, value):

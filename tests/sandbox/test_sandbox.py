@@ -319,3 +319,38 @@ def test_host_processes_are_invisible(sandbox):
     assert r.status == "ok", r
     assert r.output and all("runner.py" in c for c in r.output), r.output
     assert not any("pytest" in c for c in r.output)
+
+
+def test_cpu_of_processes_left_running_is_counted(sandbox):
+    """A timing problem must see work done in a background process the candidate leaves behind."""
+    program = (
+        "import os, time\n"
+        "def f():\n"
+        "    if os.fork() == 0:\n"
+        "        while True:\n"
+        "            pass\n"
+        "    time.sleep(1.0)  # the child burns CPU meanwhile; the parent itself burns none\n"
+        "    return [1.0]\n"
+    )
+    r = run(sandbox, program, wall_seconds=20, cpu_seconds=20)
+    assert r.status == "ok", r
+    assert r.cpu_s >= 0.7, f"the background child's CPU is missing from the measurement: {r.cpu_s}"
+    assert leftovers() == []
+
+
+def test_interpreter_under_tmp_is_visible(sandbox, tmp_path):
+    """A checkout cloned under /tmp (as CI may do) keeps its interpreter visible in the sandbox."""
+    import subprocess
+    import sys
+
+    if not str(tmp_path).startswith("/tmp/"):
+        pytest.skip("the test's temp dir is not under /tmp here")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    venv.chmod(0o755)
+    for parent in venv.parents:
+        if str(parent) in ("/", "/tmp"):
+            break
+        parent.chmod(0o755)
+    r = sandbox.run(RunRequest(program="def f():\n    return [2.0]\n", entrypoint="f", python=str(venv / "bin" / "python")))
+    assert r.status == "ok" and r.output == [2.0], r
