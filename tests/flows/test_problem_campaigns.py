@@ -23,3 +23,18 @@ def test_offline_campaign_on_each_problem(name):
     assert all(ev is not None and ev.evaluator_version == problem.evaluator_version for _, ev in cands)
     assert all(ev.backend in ("process", "bwrap") for _, ev in cands)
     assert summary.best_score is not None
+
+
+@pytest.mark.slow
+def test_offline_campaign_on_lasso_path_and_holdout_of_routing():
+    from flows.api import evaluate_campaign
+
+    summary = run_campaign("lasso_path", chains=1, k=1, budget=1, seed=1)
+    assert summary.campaign.status == "completed" and summary.steps == 1
+    assert summary.seed_score is not None and summary.seed_score > 0, "the seed is valid and has a speedup"
+    _, ev = repo.candidates_of(get_engine(), summary.campaign.id)[0]
+    assert ev.metrics["worst_shape"] and ev.cpu_s > 0
+
+    routing = run_campaign("qubit_routing", chains=1, k=1, budget=1, seed=1)
+    rows = evaluate_campaign(routing.campaign.id, holdout=True, top=1)
+    assert rows and rows[0].evaluation.status == "ok" and rows[0].evaluation.score != rows[0].search_score
