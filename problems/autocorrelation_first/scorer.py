@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from discovery.types import INVALID, OK, Evaluation
+from discovery.types import OK, Evaluation
+from problems.checks import Rejected, Vector, plural
 
 EVALUATOR_VERSION = "1"
 MAX_PIECES = 100_000
@@ -41,120 +42,27 @@ BEST_KNOWN_VALUE = 1.5028609
 LOWER_BOUND = 1.28  # proved: Cloninger and Steinerberger 2017; no valid f scores below it
 NEAR_MAX_TOLERANCE = 1e-6  # relative: breakpoints within this of the maximum count as near-maximal
 
-_ACCEPTED_KINDS = {"f": "float", "i": "integer", "u": "unsigned integer"}
+VALUES = Vector(
+    symbol="f",
+    max_size=MAX_PIECES,
+    entrypoint="construct",
+    derived="n and the piece width 1/(2n) come from their count, and no claimed constant or "
+    "count is ever used.",
+    overflow_check="finite",
+    overflow_rule="is too large to be a finite float; every value must be a finite real >= 0.",
+    finite_rule="every value must be a finite real >= 0.",
+)
 
 
-class _Rejected(Exception):
-    """A check failed; carries the feedback line and the metrics that locate the failure."""
-
-    def __init__(self, check: str, message: str, **where: Any) -> None:
-        super().__init__(message)
-        self.check = check
-        self.message = message
-        self.where = where
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _count(k: int, noun: str) -> str:
-    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
-
-
-def _as_values(output: Any) -> np.ndarray:
-    """Turns the candidate's output into a float64 vector, or raises _Rejected saying why."""
-    if isinstance(output, np.ndarray):
-        return _array_values(output)
-    if isinstance(output, (list, tuple)):
-        return _list_values(output)
-    raise _Rejected(
-        "type",
-        f"construct() must return a 1-D list or numpy array of the n values of f; got "
-        f"{type(output).__name__} {_describe(output)}. Only the values are read: n and the piece "
-        f"width 1/(2n) come from their count, and no claimed constant or count is ever used.",
-        type=type(output).__name__,
-    )
-
-
-def _check_size(n: int) -> None:
-    if n == 0:
-        raise _Rejected("empty", "construct() returned no values; return n >= 1 values of f.", n=0)
-    if n > MAX_PIECES:
-        raise _Rejected(
-            "size",
-            f"construct() returned {n} values; at most {MAX_PIECES} pieces are accepted.",
-            n=n,
-        )
-
-
-def _array_values(array: np.ndarray) -> np.ndarray:
-    if array.ndim != 1:
-        raise _Rejected(
-            "shape",
-            f"construct() returned a {array.ndim}-D array of shape {array.shape}; return a flat "
-            f"1-D array of the n values of f.",
-            shape=list(array.shape),
-        )
-    kind = array.dtype.kind
-    if kind not in _ACCEPTED_KINDS or (kind == "f" and array.dtype.itemsize > 8):
-        raise _Rejected(
-            "dtype",
-            f"construct() returned an array of dtype {array.dtype}; return real numbers "
-            f"(float64, float32 or integers), not booleans, complex numbers, strings or objects.",
-            dtype=str(array.dtype),
-        )
-    _check_size(array.size)
-    return array.astype(np.float64)
-
-
-def _list_values(items: list | tuple) -> np.ndarray:
-    _check_size(len(items))
-    values = np.empty(len(items), dtype=np.float64)
-    for i, item in enumerate(items):
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-            item, (int, float, np.integer, np.floating)
-        ):
-            kind = type(item).__name__
-            nested = isinstance(item, (list, tuple, dict))
-            hint = "return a flat 1-D list of" if nested else "return only real numbers:"
-            raise _Rejected(
-                "type",
-                f"f[{i}] is a {kind} ({_describe(item)}); {hint} the n values of f, nothing else.",
-                index=i,
-                type=kind,
-            )
-        try:
-            values[i] = float(item)
-        except OverflowError:
-            raise _Rejected(
-                "finite",
-                f"f[{i}] = {_describe(item)} is too large to be a finite float; every value "
-                f"must be a finite real >= 0.",
-                index=i,
-            ) from None
-    return values
-
-
-def _check_values(a: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(a))
-    if bad.size:
-        i = int(bad[0])
-        raise _Rejected(
-            "finite",
-            f"f[{i}] = {float(a[i])!r} is not finite ({_count(bad.size, 'non-finite value')}); "
-            f"every value must be a finite real >= 0.",
-            index=i,
-            value=repr(float(a[i])),  # a string: NaN and inf are not valid JSON numbers
-            count=int(bad.size),
-        )
+def _check_sign(a: np.ndarray) -> None:
+    """Rejects negative values and an all-zero f (VALUES.read has already rejected non-finite
+    ones)."""
     bad = np.flatnonzero(a < 0.0)
     if bad.size:
         i = int(bad[np.argmin(a[bad])])
-        raise _Rejected(
+        raise Rejected(
             "negative",
-            f"f[{i}] = {float(a[i])!r} is below 0 ({_count(bad.size, 'negative value')}; this is "
+            f"f[{i}] = {float(a[i])!r} is below 0 ({plural(bad.size, 'negative value')}; this is "
             f"the most negative); f must be nonnegative: every value must satisfy f[i] >= 0 "
             f"exactly (clip with np.maximum(f, 0) after any arithmetic).",
             index=i,
@@ -162,7 +70,7 @@ def _check_values(a: np.ndarray) -> None:
             count=int(bad.size),
         )
     if not np.any(a > 0.0):
-        raise _Rejected(
+        raise Rejected(
             "zero",
             f"all {a.size} values are 0, so the integral of f is 0 and the ratio is undefined; "
             f"f needs a positive integral.",
@@ -187,15 +95,10 @@ def autoconvolution_bound(a: np.ndarray) -> tuple[float, np.ndarray]:
 def score(output: Any) -> Evaluation:
     """Scores what construct() returned; status ok with the upper bound R(f) on C1, or invalid."""
     try:
-        a = _as_values(output)
-        _check_values(a)
-    except _Rejected as rejected:
-        return Evaluation(
-            status=INVALID,
-            metrics={"check": rejected.check, **rejected.where},
-            feedback=f"invalid ({rejected.check} check): {rejected.message}",
-            evaluator_version=EVALUATOR_VERSION,
-        )
+        a = VALUES.read(output)
+        _check_sign(a)
+    except Rejected as rejected:
+        return rejected.evaluation(EVALUATOR_VERSION)
 
     n = a.size
     bound, ratios = autoconvolution_bound(a)
@@ -214,7 +117,7 @@ def score(output: Any) -> Evaluation:
         f"t = {peak_t:.6f} (breakpoint {argmax} of {ratios.size}); {near_max} of {ratios.size} "
         f"breakpoints are within a relative {NEAR_MAX_TOLERANCE:g} of it (good constructions "
         f"make f*f flat near its maximum, with many near-maximal breakpoints); "
-        f"{_count(zeros, 'piece')} of f are exactly 0."
+        f"{plural(zeros, 'piece')} of f are exactly 0."
     )
     return Evaluation(
         status=OK,

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from discovery.types import INVALID, OK, Evaluation
+from discovery.types import OK, Evaluation
+from problems.checks import Rejected, check_dtype, describe, is_real, plural
 
 EVALUATOR_VERSION = "1"
 N_CIRCLES = 26
@@ -39,28 +40,6 @@ CONTACT_TOLERANCE = 1e-9  # gaps below this count as contacts in the feedback (n
 
 COLUMNS = ("x", "y", "r")
 _FLOAT_MAX = Fraction(np.finfo(np.float64).max)
-_ACCEPTED_KINDS = {"f": "float", "i": "integer", "u": "unsigned integer"}
-
-
-class _Rejected(Exception):
-    """A check failed; carries the feedback line and the metrics that locate the failure."""
-
-    def __init__(self, check: str, message: str, **where: Any) -> None:
-        super().__init__(message)
-        self.check = check
-        self.message = message
-        self.where = where
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _count(k: int, noun: str) -> str:
-    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
-
-
 _FORMAT = (
     f"return a ({N_CIRCLES}, 3) numpy array or a list of {N_CIRCLES} [x, y, r] triples of real "
     f"numbers"
@@ -68,14 +47,14 @@ _FORMAT = (
 
 
 def _as_circles(output: Any) -> np.ndarray:
-    """Turns the candidate's output into a (26, 3) float64 array, or raises _Rejected."""
+    """Turns the candidate's output into a (26, 3) float64 array, or raises Rejected."""
     if isinstance(output, np.ndarray):
         return _array_circles(output)
     if isinstance(output, (list, tuple)):
         return _list_circles(output)
-    raise _Rejected(
+    raise Rejected(
         "type",
-        f"construct() must {_FORMAT}; got {type(output).__name__} {_describe(output)}. Only the "
+        f"construct() must {_FORMAT}; got {type(output).__name__} {describe(output)}. Only the "
         f"rows are read: the score is recomputed from the radii, and no claimed score or count "
         f"is ever used.",
         type=type(output).__name__,
@@ -84,7 +63,7 @@ def _as_circles(output: Any) -> np.ndarray:
 
 def _check_count(n: int) -> None:
     if n != N_CIRCLES:
-        raise _Rejected(
+        raise Rejected(
             "count",
             f"construct() returned {n} circles; exactly {N_CIRCLES} are required ({_FORMAT}).",
             n=n,
@@ -93,28 +72,15 @@ def _check_count(n: int) -> None:
 
 def _array_circles(array: np.ndarray) -> np.ndarray:
     if array.ndim != 2 or array.shape[1] != 3:
-        raise _Rejected(
+        raise Rejected(
             "shape",
             f"construct() returned a {array.ndim}-D array of shape {array.shape}; {_FORMAT} "
             f"(one row (x, y, r) per circle).",
             shape=list(array.shape),
         )
-    kind = array.dtype.kind
-    if kind not in _ACCEPTED_KINDS or (kind == "f" and array.dtype.itemsize > 8):
-        raise _Rejected(
-            "dtype",
-            f"construct() returned an array of dtype {array.dtype}; return real numbers "
-            f"(float64, float32 or integers), not booleans, complex numbers, strings or objects.",
-            dtype=str(array.dtype),
-        )
+    check_dtype(array, "construct")
     _check_count(array.shape[0])
     return array.astype(np.float64)
-
-
-def _real(item: Any) -> bool:
-    return not isinstance(item, (bool, np.bool_)) and isinstance(
-        item, (int, float, np.integer, np.floating)
-    )
 
 
 def _list_circles(rows: list | tuple) -> np.ndarray:
@@ -122,25 +88,25 @@ def _list_circles(rows: list | tuple) -> np.ndarray:
     circles = np.empty((N_CIRCLES, 3), dtype=np.float64)
     for i, row in enumerate(rows):
         if not isinstance(row, (list, tuple)):
-            raise _Rejected(
+            raise Rejected(
                 "type",
-                f"circle {i} is a {type(row).__name__} ({_describe(row)}); {_FORMAT}.",
+                f"circle {i} is a {type(row).__name__} ({describe(row)}); {_FORMAT}.",
                 index=i,
                 type=type(row).__name__,
             )
         if len(row) != 3:
-            raise _Rejected(
+            raise Rejected(
                 "shape",
-                f"circle {i} has {len(row)} entries ({_describe(row)}); each circle is exactly "
+                f"circle {i} has {len(row)} entries ({describe(row)}); each circle is exactly "
                 f"[x, y, r].",
                 index=i,
                 length=len(row),
             )
         for k, item in enumerate(row):
-            if not _real(item):
-                raise _Rejected(
+            if not is_real(item):
+                raise Rejected(
                     "type",
-                    f"circle {i}: {COLUMNS[k]} is a {type(item).__name__} ({_describe(item)}); "
+                    f"circle {i}: {COLUMNS[k]} is a {type(item).__name__} ({describe(item)}); "
                     f"x, y and r must be real numbers.",
                     index=i,
                     column=COLUMNS[k],
@@ -149,9 +115,9 @@ def _list_circles(rows: list | tuple) -> np.ndarray:
             try:
                 circles[i, k] = float(item)
             except OverflowError:
-                raise _Rejected(
+                raise Rejected(
                     "finite",
-                    f"circle {i}: {COLUMNS[k]} = {_describe(item)} is too large to be a finite "
+                    f"circle {i}: {COLUMNS[k]} = {describe(item)} is too large to be a finite "
                     f"float; every value must be a finite real number.",
                     index=i,
                     column=COLUMNS[k],
@@ -169,10 +135,10 @@ def _check_finite_and_positive(circles: np.ndarray) -> None:
     if bad.size:
         i, k = (int(v) for v in bad[0])
         value = float(circles[i, k])
-        raise _Rejected(
+        raise Rejected(
             "finite",
             f"circle {i}: {COLUMNS[k]} = {value!r} is not finite "
-            f"({_count(len(bad), 'non-finite value')}); every value must be a finite real number.",
+            f"({plural(len(bad), 'non-finite value')}); every value must be a finite real number.",
             index=i,
             column=COLUMNS[k],
             value=repr(value),  # a string: NaN and inf are not valid JSON numbers
@@ -182,10 +148,10 @@ def _check_finite_and_positive(circles: np.ndarray) -> None:
     bad = np.flatnonzero(~(r > 0.0))
     if bad.size:
         i = int(bad[np.argmin(r[bad])])
-        raise _Rejected(
+        raise Rejected(
             "radius",
             f"{_circle(circles, i)} has radius {float(r[i])!r} <= 0 "
-            f"({_count(bad.size, 'circle')} with a non-positive radius; this is the smallest); "
+            f"({plural(bad.size, 'circle')} with a non-positive radius; this is the smallest); "
             f"every radius must be > 0.",
             index=i,
             r=float(r[i]),
@@ -248,18 +214,18 @@ def _check_geometry(circles: np.ndarray) -> None:
         amount = _finite(amount)  # huge coordinates: quote at most 1.8e308
         parts.append(
             f"{_circle(circles, i)} crosses the {wall} by {amount:.3g} "
-            f"({_count(len(walls), 'wall violation')}; this is the worst)"
+            f"({plural(len(walls), 'wall violation')}; this is the worst)"
         )
         where.update(worst_wall_circle=i, worst_wall=wall, worst_wall_amount=amount)
     if pairs:
         depth, i, j = max(pairs, key=lambda v: v[0])
         parts.append(
             f"circles {i} and {j} overlap by {depth:.3g}: {_circle(circles, i)} and "
-            f"{_circle(circles, j)} ({_count(len(pairs), 'overlapping pair')}; this is the deepest)"
+            f"{_circle(circles, j)} ({plural(len(pairs), 'overlapping pair')}; this is the deepest)"
         )
         where.update(worst_pair=[i, j], worst_overlap=depth)
     check = "containment" if walls else "overlap"
-    raise _Rejected(
+    raise Rejected(
         check,
         "; also ".join(parts) + ". Checks are exact (rational arithmetic, no tolerance): keep "
         "every circle inside [0, 1]^2 and every pair at centre distance >= r_i + r_j; shrink "
@@ -274,13 +240,8 @@ def score(output: Any) -> Evaluation:
         circles = _as_circles(output)
         _check_finite_and_positive(circles)
         _check_geometry(circles)
-    except _Rejected as rejected:
-        return Evaluation(
-            status=INVALID,
-            metrics={"check": rejected.check, **rejected.where},
-            feedback=f"invalid ({rejected.check} check): {rejected.message}",
-            evaluator_version=EVALUATOR_VERSION,
-        )
+    except Rejected as rejected:
+        return rejected.evaluation(EVALUATOR_VERSION)
     return _ok(circles)
 
 

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from discovery.types import INVALID, OK, Evaluation
+from discovery.types import OK, Evaluation
+from problems.checks import Rejected, Vector, plural
 
 EVALUATOR_VERSION = "1"
 MAX_PIECES = 20_000
@@ -43,114 +44,20 @@ INTEGRAL_TOLERANCE = 1e-6
 NEAR_MAX_TOLERANCE = 1e-9  # shifts within this of the maximum count as near-maximal
 BEST_KNOWN_VALUE = 0.380870
 
-_ACCEPTED_KINDS = {"f": "float", "i": "integer", "u": "unsigned integer"}
+VALUES = Vector(
+    symbol="h",
+    max_size=MAX_PIECES,
+    entrypoint="construct",
+    derived="n and the piece width 2/n come from their count, and no claimed bound or count "
+    "is ever used.",
+    overflow_check="range",
+    overflow_rule="is outside [0, 1]; every value must satisfy 0 <= h[i] <= 1.",
+    finite_rule="every value must be a finite real in [0, 1].",
+)
 
 
-class _Rejected(Exception):
-    """A check failed; carries the feedback line and the metrics that locate the failure."""
-
-    def __init__(self, check: str, message: str, **where: Any) -> None:
-        super().__init__(message)
-        self.check = check
-        self.message = message
-        self.where = where
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _as_values(output: Any) -> np.ndarray:
-    """Turns the candidate's output into a float64 vector, or raises _Rejected saying why."""
-    if isinstance(output, np.ndarray):
-        return _array_values(output)
-    if isinstance(output, (list, tuple)):
-        return _list_values(output)
-    raise _Rejected(
-        "type",
-        f"construct() must return a 1-D list or numpy array of the n values of h; got "
-        f"{type(output).__name__} {_describe(output)}. Only the values are read: n and the piece "
-        f"width 2/n come from their count, and no claimed bound or count is ever used.",
-        type=type(output).__name__,
-    )
-
-
-def _check_size(n: int) -> None:
-    if n == 0:
-        raise _Rejected("empty", "construct() returned no values; return n >= 1 values of h.", n=0)
-    if n > MAX_PIECES:
-        raise _Rejected(
-            "size",
-            f"construct() returned {n} values; at most {MAX_PIECES} pieces are accepted.",
-            n=n,
-        )
-
-
-def _array_values(array: np.ndarray) -> np.ndarray:
-    if array.ndim != 1:
-        raise _Rejected(
-            "shape",
-            f"construct() returned a {array.ndim}-D array of shape {array.shape}; return a flat "
-            f"1-D array of the n values of h.",
-            shape=list(array.shape),
-        )
-    kind = array.dtype.kind
-    if kind not in _ACCEPTED_KINDS or (kind == "f" and array.dtype.itemsize > 8):
-        raise _Rejected(
-            "dtype",
-            f"construct() returned an array of dtype {array.dtype}; return real numbers "
-            f"(float64, float32 or integers), not booleans, complex numbers, strings or objects.",
-            dtype=str(array.dtype),
-        )
-    _check_size(array.size)
-    return array.astype(np.float64)
-
-
-def _list_values(items: list | tuple) -> np.ndarray:
-    _check_size(len(items))
-    values = np.empty(len(items), dtype=np.float64)
-    for i, item in enumerate(items):
-        if isinstance(item, (bool, np.bool_)) or not isinstance(
-            item, (int, float, np.integer, np.floating)
-        ):
-            kind = type(item).__name__
-            nested = isinstance(item, (list, tuple, dict))
-            hint = "return a flat 1-D list of" if nested else "return only real numbers:"
-            raise _Rejected(
-                "type",
-                f"h[{i}] is a {kind} ({_describe(item)}); {hint} the n values of h, nothing else.",
-                index=i,
-                type=kind,
-            )
-        try:
-            values[i] = float(item)
-        except OverflowError:
-            raise _Rejected(
-                "range",
-                f"h[{i}] = {_describe(item)} is outside [0, 1]; every value must satisfy "
-                f"0 <= h[i] <= 1.",
-                index=i,
-            ) from None
-    return values
-
-
-def _count(k: int, noun: str) -> str:
-    return f"{k} {noun}" if k == 1 else f"{k} {noun}s"
-
-
-def _check_values(h: np.ndarray) -> None:
-    bad = np.flatnonzero(~np.isfinite(h))
-    if bad.size:
-        i = int(bad[0])
-        raise _Rejected(
-            "finite",
-            f"h[{i}] = {float(h[i])!r} is not finite ({_count(bad.size, 'non-finite value')}); "
-            f"every value must be a finite real in [0, 1].",
-            index=i,
-            value=repr(float(h[i])),  # a string: NaN and inf are not valid JSON numbers
-            count=int(bad.size),
-        )
+def _check_range(h: np.ndarray) -> None:
+    """Rejects values outside [0, 1] (VALUES.read has already rejected non-finite ones)."""
     bad = np.flatnonzero((h < 0.0) | (h > 1.0))
     if bad.size:
         first = int(bad[0])
@@ -158,10 +65,10 @@ def _check_values(h: np.ndarray) -> None:
         i = int(bad[int(np.argmax(excess))])  # the worst offender
         side = "below 0" if h[i] < 0.0 else "above 1"
         where = f"the first at h[{first}]; " if first != i else ""
-        raise _Rejected(
+        raise Rejected(
             "range",
-            f"h[{i}] = {float(h[i])!r} is the furthest {side} ({_count(bad.size, 'value')} outside [0, 1], "
-            f"{where}worst shown); "
+            f"h[{i}] = {float(h[i])!r} is the furthest {side} "
+            f"({plural(bad.size, 'value')} outside [0, 1], {where}worst shown); "
             f"every value must satisfy 0 <= h[i] <= 1 exactly (clip after any arithmetic).",
             index=i,
             first_index=first,
@@ -183,13 +90,13 @@ def overlap_bound(h: np.ndarray) -> tuple[float, np.ndarray]:
 def score(output: Any) -> Evaluation:
     """Scores what construct() returned; status ok with the certified bound, or invalid."""
     try:
-        h = _as_values(output)
-        _check_values(h)
+        h = VALUES.read(output)
+        _check_range(h)
         n = h.size
         integral = math.fsum(h.tolist()) * 2.0 / n
         integral_error = abs(integral - 1.0)
         if not integral_error <= INTEGRAL_TOLERANCE:
-            raise _Rejected(
+            raise Rejected(
                 "integral",
                 f"the integral sum(h) * 2 / n is {integral!r} "
                 f"(error {integral_error:.3g}, n = {n}); "
@@ -199,13 +106,8 @@ def score(output: Any) -> Evaluation:
                 integral=integral,
                 integral_error=integral_error,
             )
-    except _Rejected as rejected:
-        return Evaluation(
-            status=INVALID,
-            metrics={"check": rejected.check, **rejected.where},
-            feedback=f"invalid ({rejected.check} check): {rejected.message}",
-            evaluator_version=EVALUATOR_VERSION,
-        )
+    except Rejected as rejected:
+        return rejected.evaluation(EVALUATOR_VERSION)
 
     bound, correlations = overlap_bound(h)
     certified = bound + integral_error
