@@ -45,9 +45,11 @@ Define `lasso_path(X, y, alphas)`:
 Correctness. Every returned path is checked at every alpha: your objective value must not exceed
 that of a certified high-precision reference solution by more than {_RTOL} relative. One miss
 anywhere makes the whole evaluation invalid (the feedback names the shape, alpha index and
-excess). Instances are generated fresh for every evaluation from seeds you never see, and every
-call gets a different but equivalent copy (rows permuted, columns permuted and sign-flipped), so
-nothing can be precomputed or cached between calls. Do not assume anything beyond the above.
+excess). Every evaluation first checks one instance per shape generated fresh from seeds you
+never see; speed is then measured on fixed instances (one per shape, also unseen, so scores of
+different programs are comparable), and every call gets a different but equivalent copy (rows
+permuted, columns permuted and sign-flipped), so nothing can be precomputed or cached between
+calls. Do not assume anything beyond the above.
 
 Speed. Each timed call runs in its own fresh process (one CPU thread; BLAS pinned to 1 thread)
 that loads one instance and calls lasso_path once. Its CPU time (user + system of the whole

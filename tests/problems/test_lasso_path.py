@@ -162,6 +162,7 @@ class ScriptedSandbox:
     def __init__(self, cand, base, wrong_shape=None):
         self.cand, self.base, self.wrong_shape = cand, base, wrong_shape
         self.calls: list[str] = []
+        self.fingerprints: list[tuple[int, tuple]] = []
 
     def _which(self, X):
         return next(i for i, s in enumerate(SMALL_SEARCH) if X.shape == (s.n, s.p))
@@ -185,6 +186,8 @@ class ScriptedSandbox:
             return RunResult(status="ok", output=np.zeros((a.size, X.shape[1])), cpu_s=0.2,
                              duration_s=0.2)
         self.calls.append(f"cand{i}")
+        # invariant under the per-call row/column permutation and sign flips of the copies
+        self.fingerprints.append((i, tuple(np.round(np.sort(np.linalg.norm(X, axis=0)), 9))))
         W = reference_path(X, y, a).W
         if i == self.wrong_shape:
             W = np.zeros_like(W)
@@ -218,8 +221,26 @@ def test_score_is_the_geometric_mean_of_null_subtracted_speedups():
     assert evaluation.metrics["t_tall.speedup"] == pytest.approx(2.0, rel=1e-3)
     assert "5 ms floor" in evaluation.feedback and "t_wide" in evaluation.feedback
     assert sandbox.calls.count("baseline") == 3
-    assert all(sandbox.calls.count(f"{kind}{i}") == 3 for kind in ("cand", "null")
+    # one untimed call per shape on a fresh instance first, then 3 timed rounds with null runs
+    assert sorted(sandbox.calls[:3]) == ["cand0", "cand1", "cand2"]
+    assert all(sandbox.calls.count(f"cand{i}") == 4 and sandbox.calls.count(f"null{i}") == 3
                for i in range(3))
+
+
+def test_speed_is_timed_on_fixed_instances_and_correctness_checked_on_fresh_ones():
+    from problems.lasso_path.evaluator import timing_seed
+
+    shape = SMALL_SEARCH[0]
+    assert timing_seed("search", shape) == timing_seed("search", shape) != timing_seed("holdout", shape)
+    runs = []
+    for _ in range(2):
+        sandbox = ScriptedSandbox(cand=[0.05, 0.4, 0.01], base=[0.09, 0.19, 0.04])
+        assert evaluate(small_problem(ONE), PROBLEM.seed_program, sandbox).status == OK
+        runs.append(sandbox.fingerprints)
+    (checks_a, timed_a), (checks_b, timed_b) = ((r[:3], r[3:]) for r in runs)
+    assert sorted(timed_a) == sorted(timed_b), "the timing instances are the same in every evaluation"
+    assert not set(checks_a) & set(checks_b), "the correctness instances are fresh every evaluation"
+    assert not set(checks_a) & set(timed_a)
 
 
 def test_one_wrong_path_makes_the_evaluation_invalid_and_names_where():
