@@ -5,9 +5,9 @@ coefficient of variation of the score (target < 5 %) and the wall time of each e
     .venv/bin/python bench/lasso_noise.py -n 5 --split holdout
     .venv/bin/python bench/lasso_noise.py --program my_candidate.py --fixed-instances
 
-Every evaluation draws fresh instances (as in a campaign), so the CV includes instance-to-
-instance variation; --fixed-instances reuses one set of instance seeds and shows the
-measurement noise alone. Run it on an otherwise idle machine: the figures are CPU times, but
+Each evaluation runs exactly as in a campaign: correctness on fresh instances, speed on the
+suite's fixed timing instances; --fixed-instances replaces the timing instances by another fixed
+set (seeds 1000, 1001, ...). Run it on an otherwise idle machine: the figures are CPU times, but
 other load still perturbs caches and memory bandwidth.
 """
 
@@ -50,7 +50,7 @@ def main() -> None:
     sandbox = get_sandbox(args.sandbox)
     print(f"lasso_path noise: {args.n} evaluations of "
           f"{args.program or 'the seed program'} on the {args.split} split, sandbox "
-          f"{sandbox.name}, {'fixed' if args.fixed_instances else 'fresh'} instances")
+          f"{sandbox.name}, {'timing instances seeded 1000+' if args.fixed_instances else 'instances as in a campaign'}")
     scores, walls, per_shape = [], [], {}
     for k in range(args.n):
         start = time.monotonic()
