@@ -86,3 +86,10 @@ class Problem:
             raise ValueError(
                 f"problem {self.name}: the seed program needs {EVOLVE_START} and {EVOLVE_END} markers"
             )
+
+
+def read_seed(package: str, filename: str = "seed.py") -> str:
+    """The seed program shipped as package data next to a problem's __init__.py."""
+    from importlib import resources
+
+    return resources.files(package).joinpath(filename).read_text(encoding="utf-8")

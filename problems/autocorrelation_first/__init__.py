@@ -7,7 +7,6 @@ trusted scorer is `scorer.score`.
 
 from __future__ import annotations
 
-from importlib import resources
 
 from problems.autocorrelation_first.scorer import (
     BEST_KNOWN_VALUE,
@@ -16,7 +15,7 @@ from problems.autocorrelation_first.scorer import (
     MAX_PIECES,
     score,
 )
-from problems.base import BestKnown, Problem
+from problems.base import BestKnown, Problem, read_seed
 from sandbox.base import Limits
 
 LIMITS = Limits(wall_seconds=30.0, cpu_seconds=30.0, memory_mb=1024, cpus=1)
@@ -81,15 +80,12 @@ literal values. For scale: a 972-piece construction reaches 1.50387 (SimpleTES, 
 """
 
 
-def _seed_program() -> str:
-    return resources.files(__package__).joinpath("seed.py").read_text(encoding="utf-8")
-
 
 PROBLEM = Problem(
     name="autocorrelation_first",
     title="First autocorrelation inequality: upper bound on C1 from a step function",
     description=DESCRIPTION,
-    seed_program=_seed_program(),
+    seed_program=read_seed(__package__),
     entrypoint="construct",
     direction="minimize",
     score=score,

@@ -6,9 +6,8 @@ trusted scorer is `scorer.score`.
 
 from __future__ import annotations
 
-from importlib import resources
 
-from problems.base import BestKnown, Problem
+from problems.base import BestKnown, Problem, read_seed
 from problems.circle_packing.scorer import BEST_KNOWN_VALUE, EVALUATOR_VERSION, N_CIRCLES, score
 from sandbox.base import Limits
 
@@ -76,15 +75,12 @@ gradient steps in numpy within those limits) or return literal coordinates.
 """
 
 
-def _seed_program() -> str:
-    return resources.files(__package__).joinpath("seed.py").read_text(encoding="utf-8")
-
 
 PROBLEM = Problem(
     name="circle_packing",
     title=f"Circle packing: {N_CIRCLES} circles in the unit square, maximum sum of radii",
     description=DESCRIPTION,
-    seed_program=_seed_program(),
+    seed_program=read_seed(__package__),
     entrypoint="construct",
     direction="maximize",
     score=score,

@@ -6,9 +6,8 @@ trusted scorer is `scorer.score`.
 
 from __future__ import annotations
 
-from importlib import resources
 
-from problems.base import BestKnown, Problem
+from problems.base import BestKnown, Problem, read_seed
 from problems.erdos_min_overlap.scorer import (
     EVALUATOR_VERSION,
     INTEGRAL_TOLERANCE,
@@ -73,15 +72,12 @@ return literal values (a few hundred pieces is practical).
 """
 
 
-def _seed_program() -> str:
-    return resources.files(__package__).joinpath("seed.py").read_text(encoding="utf-8")
-
 
 PROBLEM = Problem(
     name="erdos_min_overlap",
     title="Erdős minimum overlap: upper bound from a step function",
     description=DESCRIPTION,
-    seed_program=_seed_program(),
+    seed_program=read_seed(__package__),
     entrypoint="construct",
     direction="minimize",
     score=score,

@@ -8,9 +8,8 @@ is package data (`seed.py`, read as text, never imported by the platform).
 
 from __future__ import annotations
 
-from importlib import resources
 
-from problems.base import BestKnown, Problem
+from problems.base import BestKnown, Problem, read_seed
 from problems.lasso_path.evaluator import (
     CELER_TOL,
     EVALUATOR_VERSION,
@@ -85,15 +84,12 @@ objective value, which converges faster than the coefficients or the duality gap
 """
 
 
-def _seed_program() -> str:
-    return resources.files(__package__).joinpath("seed.py").read_text(encoding="utf-8")
-
 
 PROBLEM = Problem(
     name="lasso_path",
     title="Lasso regularisation path: speedup over scikit-learn",
     description=DESCRIPTION,
-    seed_program=_seed_program(),
+    seed_program=read_seed(__package__),
     entrypoint="lasso_path",
     direction="maximize",
     score=unused_score,

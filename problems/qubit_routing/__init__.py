@@ -11,9 +11,8 @@ text, never imported by the platform).
 from __future__ import annotations
 
 import textwrap
-from importlib import resources
 
-from problems.base import BestKnown, Problem
+from problems.base import BestKnown, Problem, read_seed
 from problems.qubit_routing import baseline, evaluator
 from problems.qubit_routing.suite import COUPLINGS, search_suite
 from problems.qubit_routing.verify import MAX_OPS
@@ -109,15 +108,12 @@ trials keeping the best, exact search on small windows), within the time limit.
 """
 
 
-def _seed_program() -> str:
-    return resources.files(__package__).joinpath("seed.py").read_text(encoding="utf-8")
-
 
 PROBLEM = Problem(
     name="qubit_routing",
     title="Qubit routing: fewer added CNOTs than Qiskit SABRE",
     description=DESCRIPTION,
-    seed_program=_seed_program(),
+    seed_program=read_seed(__package__),
     entrypoint="route",
     direction="maximize",
     score=evaluator.score,
