@@ -3,12 +3,14 @@ rejection, and adversarial candidate outputs."""
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 
 import numpy as np
 import pytest
+
+from tests.problems import scoring
+from tests.problems.scoring import run_program
 
 from problems.autocorrelation_first import PROBLEM
 from problems.autocorrelation_first.scorer import (
@@ -20,26 +22,12 @@ from problems.autocorrelation_first.scorer import (
 from problems.base import EVOLVE_END, EVOLVE_START
 
 
-def run_program(program: str):
-    namespace: dict = {"__name__": "seed_under_test"}
-    exec(compile(program, "seed.py", "exec"), namespace)
-    return namespace["construct"]()
+def assert_invalid(output, check: str, *fragments: str):
+    return scoring.assert_invalid(score, output, check, *fragments)
 
 
 def seed_output():
     return run_program(PROBLEM.seed_program)
-
-
-def assert_invalid(output, check: str, *fragments: str):
-    evaluation = score(output)
-    assert evaluation.status == "invalid", evaluation
-    assert evaluation.score is None
-    assert evaluation.metrics["check"] == check
-    assert "\n" not in evaluation.feedback
-    json.dumps(dict(evaluation.metrics), allow_nan=False)  # metrics are stored as JSON
-    for fragment in fragments:
-        assert fragment in evaluation.feedback, (fragment, evaluation.feedback)
-    return evaluation
 
 
 def exact_c1(values) -> Fraction:

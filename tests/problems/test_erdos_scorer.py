@@ -7,26 +7,20 @@ import math
 import numpy as np
 import pytest
 
+from tests.problems import scoring
+from tests.problems.scoring import run_program
+
 from problems.base import EVOLVE_END, EVOLVE_START
 from problems.erdos_min_overlap import PROBLEM
 from problems.erdos_min_overlap.scorer import MAX_PIECES, overlap_bound, score
 
 
-def seed_output():
-    namespace: dict = {"__name__": "seed_under_test"}
-    exec(compile(PROBLEM.seed_program, "seed.py", "exec"), namespace)
-    return namespace["construct"]()
-
-
 def assert_invalid(output, check: str, *fragments: str):
-    evaluation = score(output)
-    assert evaluation.status == "invalid", evaluation
-    assert evaluation.score is None
-    assert evaluation.metrics["check"] == check
-    assert "\n" not in evaluation.feedback
-    for fragment in fragments:
-        assert fragment in evaluation.feedback, (fragment, evaluation.feedback)
-    return evaluation
+    return scoring.assert_invalid(score, output, check, *fragments)
+
+
+def seed_output():
+    return run_program(PROBLEM.seed_program)
 
 
 # --- hand-computed values -------------------------------------------------------------------
