@@ -10,16 +10,69 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 OFFLINE = "offline"
-STRATEGIES = ("simpletes",)
+STRATEGIES = ("simpletes", "exit", "r3l", "best_of_n", "greedy_refine")
+StrategyName = Literal["simpletes", "exit", "r3l", "best_of_n", "greedy_refine"]
 
 
 class ConfigError(ValueError):
     """A one-line, actionable configuration problem."""
+
+
+class ExItSettings(BaseModel):
+    """ExIt's knobs (see discovery.strategies.exit).
+
+    Attributes:
+      group: G, children generated from one prompt; informativeness is their reward variance.
+      capacity: N, instances the buffer holds.
+      min_buffer: B_min, buffer size before instances are picked from it at all.
+      p_select: p, probability of picking from the buffer (else the base instance).
+      p_diverge: p_div, probability that a buffer pick uses the diverge prompt.
+      kappa: inverse temperature of the softmax pick over informativeness S in [0, 0.25].
+        10 makes the most informative instance up to e^2.5 = 12x likelier than an
+        uninformative one; kappa near 1 would be nearly uniform (at most e^0.25 = 1.28x).
+      diversity_bonus: scale each child's advantage by its distance from the group centroid.
+      parallel: picks in flight at once (each pick's content depends only on the picks
+        observed before it, so the campaign is reproducible whatever the timing).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: int = Field(8, ge=2)
+    capacity: int = Field(64, ge=1)
+    min_buffer: int = Field(8, ge=1)
+    p_select: float = Field(0.5, ge=0.0, le=1.0)
+    p_diverge: float = Field(0.2, ge=0.0, le=1.0)
+    kappa: float = Field(10.0, ge=0.0)
+    diversity_bonus: bool = True
+    parallel: int = Field(2, ge=1)
+
+
+class R3LSettings(BaseModel):
+    """R^3L's knobs (see discovery.strategies.r3l).
+
+    Attributes:
+      episodes: base episodes per round (they run concurrently; every round starts from the
+        best program found so far).
+      turns: T, turns (program, evaluation, next program) per episode.
+      alpha: positive-amplification weight stored for a retry that beat its base episode.
+      target: an episode that ends below this score counts as failed even when it improved
+        on its start (None: failed = invalid or no improvement over its start program).
+      location_pivot: when the pivot turn's program failed with a traceback inside the
+        evolve block, keep the block up to the failing line and regenerate the rest.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episodes: int = Field(4, ge=1)
+    turns: int = Field(3, ge=1)
+    alpha: float = Field(3.0, ge=1.0)
+    target: float | None = None
+    location_pivot: bool = True
 
 
 class CampaignConfig(BaseModel):
@@ -38,19 +91,25 @@ class CampaignConfig(BaseModel):
       input_cost_per_mtok / output_cost_per_mtok: USD prices for models litellm cannot price.
       max_cost_usd: stop issuing LLM calls once the campaign spent this much (None = no cap).
       chains: C, independent SimpleTES chains.
-      k: K, candidates sampled per prompt; only the best is committed.
-      budget: total candidate proposals, C x L x K (L = steps per chain is derived).
+      k: K, candidates sampled per move (SimpleTES: only the best is committed); also the
+        batch size of best_of_n and greedy_refine.
+      budget: total proposer calls (every strategy spends exactly this many: program
+        proposals, and for R^3L also reflections). SimpleTES: a multiple of C x K (L = steps
+        per chain is derived); best_of_n and greedy_refine: a multiple of K; ExIt: a multiple
+        of its group size G.
       restart_every: cut a chain back to its best node every R commits (0 = never).
       inspirations: programs shown in each prompt besides the parent.
       selector: inspiration selector ("puct" or "elite").
       sandbox: "auto" (bwrap when it works, else process), "process", or "bwrap".
       eval_slots: evaluations running at once (default: number of CPU cores).
+      exit: ExIt settings (a [campaign.exit] table in a file, `--set exit.kappa=5` on the CLI).
+      r3l: R^3L settings ([campaign.r3l], `--set r3l.turns=4`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     problem: str
-    strategy: Literal["simpletes"] = "simpletes"
+    strategy: StrategyName = "simpletes"
     name: str = ""
     seed: int = 0
     model: str | None = None
@@ -72,15 +131,28 @@ class CampaignConfig(BaseModel):
     selector: Literal["puct", "elite"] = "puct"
     sandbox: Literal["auto", "process", "bwrap"] = "auto"
     eval_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    exit: ExItSettings = Field(default_factory=ExItSettings)
+    r3l: R3LSettings = Field(default_factory=R3LSettings)
 
     @model_validator(mode="after")
     def _budget_fits(self) -> "CampaignConfig":
-        per_round = self.chains * self.k
-        if self.budget % per_round:
-            low = max(per_round, self.budget // per_round * per_round)
+        unit, what = {
+            "simpletes": (self.chains * self.k, "chains x k"),
+            "best_of_n": (self.k, "k"),
+            "greedy_refine": (self.k, "k"),
+            "exit": (self.exit.group, "exit.group"),
+            "r3l": (1, ""),
+        }[self.strategy]
+        if self.budget % unit:
+            low = max(unit, self.budget // unit * unit)
             raise ValueError(
-                f"budget {self.budget} is not a multiple of chains x k = {per_round}; "
-                f"use {low} or {low + per_round}"
+                f"budget {self.budget} is not a multiple of {what} = {unit} for {self.strategy}; "
+                f"use {low} or {low + unit}"
+            )
+        if self.strategy == "r3l" and self.budget < self.r3l.turns:
+            raise ValueError(
+                f"budget {self.budget} is below one R^3L episode of r3l.turns = {self.r3l.turns} turns; "
+                f"raise the budget or lower r3l.turns"
             )
         return self
 
@@ -91,6 +163,9 @@ class CampaignConfig(BaseModel):
     @property
     def proposer_name(self) -> str:
         return self.model or OFFLINE
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {"exit": ExItSettings, "r3l": R3LSettings}
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -119,13 +194,48 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return dict(data.get("campaign", data))
 
 
-def resolve(file: str | Path | None = None, /, **overrides: Any) -> CampaignConfig:
-    """Builds the campaign configuration: file values, then non-None overrides, then env.
+def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
+    """`["exit.kappa=5", "seed=3"]` -> `{"exit": {"kappa": "5"}, "seed": "3"}` (pydantic
+    converts the strings; "none" and "null" become None)."""
+    out: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE; write e.g. --set exit.kappa=5")
+        parsed: Any = None if value.strip().lower() in ("none", "null") else value.strip()
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is a setting, not a table")
+            node = child
+        node[leaf] = parsed
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(
+    file: str | Path | None = None, /, *, assignments: Sequence[str] = (), **overrides: Any
+) -> CampaignConfig:
+    """Builds the campaign configuration: file values, then `--set` assignments, then non-None
+    overrides, then env.
 
     `DISCOVERY_MODEL` supplies the model when neither the file nor the overrides name one.
     """
     data: dict[str, Any] = load_file(file) if file else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = _merge(data, parse_assignments(assignments))
+    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
     if not data.get("model") and os.environ.get("DISCOVERY_MODEL"):
         data["model"] = os.environ["DISCOVERY_MODEL"]
     if data.get("model") in ("", OFFLINE):
@@ -145,6 +255,9 @@ def _one_line(exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"missing setting {where!r}"
     if err["type"] == "extra_forbidden":
-        fields = ", ".join(sorted(CampaignConfig.model_fields))
+        model: type[BaseModel] = CampaignConfig
+        if len(err["loc"]) > 1 and err["loc"][0] in _SECTIONS:
+            model = _SECTIONS[str(err["loc"][0])]
+        fields = ", ".join(sorted(model.model_fields))
         return f"unknown setting {where!r}: valid settings are {fields}"
     return f"invalid {where}: {msg}" if where != "config" else msg

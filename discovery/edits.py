@@ -261,6 +261,73 @@ def apply_response(parent_code: str, response: str) -> str:
     return child
 
 
+def apply_continuation(parent_code: str, keep_prefix: str, response: str) -> str:
+    """Like `apply_response`, for a move whose first evolve-block lines must stay verbatim.
+
+    `keep_prefix` is the start of the parent's evolve block (whole lines). The response may
+    rewrite the block keeping that prefix, or give only the continuation (a fenced block
+    without markers that does not repeat the kept lines), which is appended to the prefix.
+    Raises ParseError when the result does not start with the kept lines.
+    """
+    if not keep_prefix:
+        return apply_response(parent_code, response)
+    split = split_program(parent_code)
+    if not split.block.startswith(keep_prefix):
+        raise ParseError("the kept prefix is not the start of the parent's evolve block")
+    try:
+        child = apply_response(parent_code, response)
+        if split_program(child).block.startswith(keep_prefix):
+            return child
+    except ParseError:
+        if parse_edits(response):
+            raise
+    if parse_edits(response):
+        raise ParseError(
+            f"the edits changed the first {keep_prefix.count(chr(10))} kept line(s) of the evolve block; "
+            "keep them and change only what follows"
+        )
+    code = choose_fenced_code(response)
+    if EVOLVE_START in code or EVOLVE_END in code:
+        raise ParseError(
+            f"the new evolve block does not start with the {keep_prefix.count(chr(10))} kept line(s); "
+            "copy them unchanged, then write the rest"
+        )
+    continuation = code if code.endswith("\n") or not code else code + "\n"
+    child = split.join(keep_prefix + continuation)
+    check_compiles(child)
+    return child
+
+
+_CANDIDATE_FRAME = re.compile(r'File "[^"]*candidate\.py", line (\d+)')
+
+
+def failing_line(feedback: str) -> int | None:
+    """The candidate-file line of the innermost traceback frame in `feedback`, if any."""
+    found = _CANDIDATE_FRAME.findall(feedback or "")
+    return int(found[-1]) if found else None
+
+
+def location_prefix(code: str, feedback: str) -> str:
+    """The evolve-block lines of `code` before the line its traceback failed at.
+
+    "" when the feedback names no candidate line, the line is outside the evolve block, or it
+    is the block's first line (nothing to keep).
+    """
+    line = failing_line(feedback)
+    if line is None:
+        return ""
+    try:
+        split = split_program(code)
+    except ParseError:
+        return ""
+    first = split.prefix.count("\n") + 1  # program line number of the block's first line
+    block_lines = split.block.splitlines(keepends=True)
+    kept = line - first
+    if kept <= 0 or kept >= len(block_lines) + 1:
+        return ""
+    return "".join(block_lines[:kept])
+
+
 def render_edits(block: str, new_block: str) -> str | None:
     """SEARCH/REPLACE edits turning evolve block `block` into `new_block`, each SEARCH part
     grown with context lines until it matches exactly once in `block`; "" when they are equal,

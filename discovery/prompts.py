@@ -94,7 +94,7 @@ def _format_metrics(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _program_section(title: str, node: Node, limits: PromptLimits) -> str:
+def program_section(title: str, node: Node, limits: PromptLimits) -> str:
     parts = [f"## {title}", f"Score: {format_score(node.score)} (status: {node.status})"]
     if node.metrics:
         parts.append("Metrics:\n" + _format_metrics(node.metrics))
@@ -141,14 +141,18 @@ def helper(x):
 Explain your idea in a few sentences first, then give the edits or the code block."""
 
 
-def user_message(
-    task: Task,
-    parent: Node,
-    inspirations: Sequence[Node],
-    errors: Sequence[tuple[str, int]],
-    limits: PromptLimits,
-) -> str:
-    """Task, target, parent, inspirations, error histogram and the instruction."""
+def default_instruction(task: Task) -> str:
+    """The closing instruction of a refine prompt."""
+    better = "higher" if task.direction == "maximize" else "lower"
+    return (
+        f"Improve the current program so that it scores {better}. "
+        "Use the metrics and feedback above; try a different idea when small tweaks stall. "
+        "Change only the evolve block, and answer in one of the two forms."
+    )
+
+
+def task_header(task: Task, limits: PromptLimits) -> list[str]:
+    """The task, objective and target paragraphs every user message starts with."""
     goal = "maximize" if task.direction == "maximize" else "minimize"
     parts = [
         f"# Task: {task.name}",
@@ -157,21 +161,32 @@ def user_message(
     ]
     if task.best_known is not None:
         parts.append(f"Best known value: {format_score(task.best_known)} (a target to reach or beat).")
+    return parts
+
+
+def user_message(
+    task: Task,
+    parent: Node,
+    inspirations: Sequence[Node],
+    errors: Sequence[tuple[str, int]],
+    limits: PromptLimits,
+    instruction: str | None = None,
+) -> str:
+    """Task, target, parent, inspirations, error histogram and the instruction.
+
+    `instruction` replaces the default closing instruction (improve the current program).
+    """
+    parts = task_header(task, limits)
     parts.append("# Current program (your edits apply to this one)")
-    parts.append(_program_section("Current program", parent, limits))
+    parts.append(program_section("Current program", parent, limits))
     if inspirations:
         parts.append("# Other programs from this search, for ideas")
         for i, node in enumerate(inspirations, start=1):
-            parts.append(_program_section(f"Inspiration {i}", node, limits))
+            parts.append(program_section(f"Inspiration {i}", node, limits))
     if errors:
         lines = [f"- {count} x {message}" for message, count in errors]
         parts.append("# Frequent errors of recent candidates (avoid them)\n" + "\n".join(lines))
-    parts.append(
-        "# Instruction\n"
-        f"Improve the current program so that it scores {'higher' if goal == 'maximize' else 'lower'}. "
-        "Use the metrics and feedback above; try a different idea when small tweaks stall. "
-        "Change only the evolve block, and answer in one of the two forms."
-    )
+    parts.append("# Instruction\n" + (instruction or default_instruction(task)))
     return "\n\n".join(parts)
 
 
@@ -181,9 +196,10 @@ def build_messages(
     inspirations: Sequence[Node],
     errors: Sequence[tuple[str, int]] = (),
     limits: PromptLimits = PromptLimits(),
+    instruction: str | None = None,
 ) -> tuple[Message, ...]:
-    """The system and user messages of one move."""
+    """The system and user messages of one move (`instruction`: see user_message)."""
     return (
         {"role": "system", "content": system_message(task)},
-        {"role": "user", "content": user_message(task, parent, inspirations, errors, limits)},
+        {"role": "user", "content": user_message(task, parent, inspirations, errors, limits, instruction)},
     )

@@ -78,6 +78,14 @@ class Move:
       inspirations: other programs shown in the prompt (the offline proposer recombines them).
       samples: how many candidates to draw from this prompt (K).
       seed: seed for this move; sample s uses seed_for(seed, s).
+      answer: what the response must hold: "program" (an edit of `parent`, parsed by the flow
+        into a candidate that is evaluated) or "text" (free text such as an R^3L reflection,
+        handed back verbatim in `Outcome.text`; no candidate, no evaluation).
+      keep_prefix: evolve-block text the new program must start with verbatim (a location
+        pivot: the lines before a failing line are kept and the rest is regenerated); "" = none.
+      context: structured facts about the move for proposers that cannot read prose (the
+        offline proposer) and for the record, e.g. an episode's turn scores for a reflection.
+        JSON-serialisable.
     """
 
     trajectory: int
@@ -88,6 +96,9 @@ class Move:
     inspirations: tuple[Node, ...]
     samples: int
     seed: int
+    answer: str = "program"
+    keep_prefix: str = ""
+    context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +110,14 @@ class Outcome:
       node: the evaluated candidate, or None when no program came out (call failed or the
         response did not parse).
       error: why no program came out (becomes feedback), empty otherwise.
+      text: the raw response text ("" when the call failed): multi-turn strategies replay it
+        verbatim as the assistant turn, and "text" moves (reflections) read it.
     """
 
     sample: int
     node: Node | None
     error: str = ""
+    text: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +138,10 @@ class Strategy(Protocol):
     """A search loop. Implementations are deterministic given seed and observed outcomes."""
 
     name: str
+    # True when observe() must see moves in the order next_moves() issued them (a strategy
+    # with state shared across moves, such as ExIt's buffer); the flow then holds back
+    # finished moves until every earlier one has finished.
+    ordered: bool
 
     def start(self, seed_node: Node) -> None:
         """Receives the evaluated seed program; called once before any move."""

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from db import repository as repo
 from db.engine import get_engine
 from discovery.config import CampaignConfig
-from discovery.edits import ParseError, apply_response, unified_diff
+from discovery.edits import ParseError, apply_continuation, unified_diff
 from discovery.proposers.base import Proposer
 from discovery.strategy import Move, Node, Outcome, Strategy
 from discovery.types import Evaluation, better, program_hash
@@ -87,6 +87,7 @@ class Proposed:
     code: str | None
     error: str
     cost_usd: float
+    text: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,15 +105,19 @@ def cache_key(problem: Problem, candidate_id: int, code: str) -> str:
 
 @task(name="propose", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def propose_task(campaign_id: int, trajectory_id: int, move: Move, sample: int) -> Proposed:
-    """Asks the proposer for one sample of a move and stores the step (and candidate)."""
+    """Asks the proposer for one sample of a move and stores the step (and candidate).
+
+    A "program" move's response is parsed into a candidate; a "text" move's response (a
+    reflection) is stored as it is and handed back to the strategy.
+    """
     rt = _RUNTIMES[campaign_id]
     proposal = rt.proposer.propose(move, sample)
     status, error, code, candidate = "ok", proposal.error, None, None
     if proposal.error:
         status = "llm_error"
-    else:
+    elif move.answer == "program":
         try:
-            code = apply_response(move.parent.code, proposal.text)
+            code = apply_continuation(move.parent.code, move.keep_prefix, proposal.text)
         except ParseError as exc:
             status, error = "parse_error", str(exc)
     if code is not None:
@@ -142,7 +147,7 @@ def propose_task(campaign_id: int, trajectory_id: int, move: Move, sample: int) 
         error=error,
         candidate=candidate,
     )
-    return Proposed(step_id, candidate_id, code, error, proposal.cost_usd)
+    return Proposed(step_id, candidate_id, code, error, proposal.cost_usd, proposal.text)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -186,6 +191,11 @@ class _MoveState:
     trajectory_id: int
     outcomes: dict[int, Outcome] = dataclasses.field(default_factory=dict)
     step_ids: dict[int, int] = dataclasses.field(default_factory=dict)
+    texts: dict[int, str] = dataclasses.field(default_factory=dict)  # raw responses by sample
+
+    @property
+    def complete(self) -> bool:
+        return len(self.outcomes) == self.move.samples
 
 
 class _Loop:
@@ -196,6 +206,8 @@ class _Loop:
         self.strategy = strategy
         self.progress = progress
         self.moves: dict[tuple[int, int], _MoveState] = {}
+        self.ordered = bool(getattr(strategy, "ordered", False))
+        self.issue_order: deque[tuple[int, int]] = deque()  # ordered strategies only
         self.trajectory_ids: dict[int, int] = {}
         self.to_propose: deque[tuple[tuple[int, int], int]] = deque()
         self.to_evaluate: deque[tuple[tuple[int, int], int, int, str]] = deque()
@@ -222,17 +234,25 @@ class _Loop:
         if node is not None and node.score is not None:
             if self.best is None or better(node.score, self.best, self.rt.problem.direction):
                 self.best = node.score
-        if len(state.outcomes) == state.move.samples:
-            outcomes = [state.outcomes[s] for s in range(state.move.samples)]
-            result = self.strategy.observe(state.move, outcomes)
-            repo.finish_move(
-                self.rt.engine,
-                state.step_ids,
-                result.committed,
-                {s: dict(b) for s, b in result.bookkeeping.items()},
-            )
-            del self.moves[key]
+        if state.complete:
+            if not self.ordered:
+                self._observe(key)
+            # an ordered strategy sees moves in issue order: hold back a finished move until
+            # every move issued before it has finished, so completion timing changes nothing
+            while self.issue_order and self.moves[self.issue_order[0]].complete:
+                self._observe(self.issue_order.popleft())
         self._report()
+
+    def _observe(self, key: tuple[int, int]) -> None:
+        state = self.moves.pop(key)
+        outcomes = [state.outcomes[s] for s in range(state.move.samples)]
+        result = self.strategy.observe(state.move, outcomes)
+        repo.finish_move(
+            self.rt.engine,
+            state.step_ids,
+            result.committed,
+            {s: dict(b) for s, b in result.bookkeeping.items()},
+        )
 
     def _report(self) -> None:
         if self.progress is not None:
@@ -254,7 +274,11 @@ class _Loop:
     def _issue(self, move: Move) -> None:
         key = (move.trajectory, move.index)
         traj_id = self._trajectory(move.trajectory)
+        if key in self.moves:
+            raise RuntimeError(f"strategy issued move {key} twice (a strategy bug)")
         self.moves[key] = _MoveState(move, traj_id)
+        if self.ordered:
+            self.issue_order.append(key)
         stored = repo.load_move(self.rt.engine, traj_id, move.index)
         for sample in range(move.samples):
             hit = stored.get(sample)
@@ -262,12 +286,15 @@ class _Loop:
                 self.to_propose.append((key, sample))
                 continue
             self.moves[key].step_ids[sample] = hit.step.id
+            self.moves[key].texts[sample] = text = hit.step.response or ""
             if hit.candidate is None:
-                self._outcome(key, sample, Outcome(sample, None, hit.step.error or hit.step.status))
+                error = hit.step.error or ("" if hit.step.status == "ok" else hit.step.status)
+                self._outcome(key, sample, Outcome(sample, None, error, text))
             elif hit.evaluation is not None:
                 ev = hit.evaluation
                 evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
-                self._outcome(key, sample, Outcome(sample, self._node(hit.candidate.id, hit.candidate.code, evd)))
+                node = self._node(hit.candidate.id, hit.candidate.code, evd)
+                self._outcome(key, sample, Outcome(sample, node, text=text))
             else:
                 self.to_evaluate.append((key, sample, hit.candidate.id, hit.candidate.code))
 
@@ -300,16 +327,18 @@ class _Loop:
                 self.n_proposing -= 1
                 key, sample = info
                 self.moves[key].step_ids[sample] = result.step_id
+                self.moves[key].texts[sample] = result.text
                 with self.rt.lock:
                     self.rt.cost_usd += result.cost_usd
                 if result.candidate_id is None:
-                    self._outcome(key, sample, Outcome(sample, None, result.error))
+                    self._outcome(key, sample, Outcome(sample, None, result.error, result.text))
                 else:
                     self.to_evaluate.append((key, sample, result.candidate_id, result.code))
             else:
                 self.n_evaluating -= 1
                 key, sample, cand_id, code = info
-                self._outcome(key, sample, Outcome(sample, self._node(cand_id, code, result)))
+                text = self.moves[key].texts.get(sample, "")
+                self._outcome(key, sample, Outcome(sample, self._node(cand_id, code, result), text=text))
 
     def run(self) -> None:
         while True:

@@ -96,6 +96,7 @@ class SimpleTES:
     """The SimpleTES strategy (see the module docstring); implements `Strategy`."""
 
     name = "simpletes"
+    ordered = False  # chains share nothing
 
     def __init__(self, task: Task, params: SimpleTESParams, seed: int) -> None:
         self.task = task
