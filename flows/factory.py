@@ -24,6 +24,8 @@ def task_of(problem: Problem) -> Task:
 
 
 def make_strategy(config: CampaignConfig, problem: Problem) -> Strategy:
+    """The strategy a configuration names, with its settings (every one spends config.budget)."""
+    task = task_of(problem)
     if config.strategy == "simpletes":
         from discovery.strategies.simpletes import SimpleTES, SimpleTESParams
 
@@ -35,7 +37,47 @@ def make_strategy(config: CampaignConfig, problem: Problem) -> Strategy:
             inspirations=config.inspirations,
             selector=config.selector,
         )
-        return SimpleTES(task_of(problem), params, seed=config.seed)
+        return SimpleTES(task, params, seed=config.seed)
+    if config.strategy in ("best_of_n", "greedy_refine"):
+        from discovery.strategies.baselines import best_of_n, greedy_refine
+
+        build = best_of_n if config.strategy == "best_of_n" else greedy_refine
+        return build(task, budget=config.budget, k=config.k, seed=config.seed)
+    if config.strategy == "exit":
+        from discovery.strategies.exit import ExIt, ExItParams
+
+        e = config.exit
+        return ExIt(
+            task,
+            ExItParams(
+                budget=config.budget,
+                group=e.group,
+                capacity=e.capacity,
+                min_buffer=e.min_buffer,
+                p_select=e.p_select,
+                p_diverge=e.p_diverge,
+                kappa=e.kappa,
+                diversity_bonus=e.diversity_bonus,
+                parallel=e.parallel,
+            ),
+            seed=config.seed,
+        )
+    if config.strategy == "r3l":
+        from discovery.strategies.r3l import R3L, R3LParams
+
+        r = config.r3l
+        return R3L(
+            task,
+            R3LParams(
+                budget=config.budget,
+                episodes=r.episodes,
+                turns=r.turns,
+                alpha=r.alpha,
+                target=r.target,
+                location_pivot=r.location_pivot,
+            ),
+            seed=config.seed,
+        )
     raise ValueError(f"unknown strategy {config.strategy!r}")
 
 
