@@ -12,6 +12,15 @@ One response makes one to three changes to the parent's evolve block:
 - a small list or tuple of numbers is jittered, extended by one element, or shortened by one;
 - or literals are recombined: when an inspiration's evolve block has the same token structure
   as the parent's, some of its literal values are copied (or blended) in at the same positions.
+
+Other kinds of move:
+- "diverge" (ExIt): the offline stand-in for "take a substantially different approach" is a
+  large jump: about half of all literal sites (at least one) are perturbed three times over.
+- a move with `keep_prefix` (an R^3L location pivot): only literals after the kept lines are
+  changed, so the kept lines stay verbatim.
+- a "reflect" text move (R^3L): a heuristic reflection in the JSON the strategy asks for,
+  built from the episode facts in `move.context` (discovery.reflection.offline_reflection).
+  It has no insight a model would have; it makes the reflect/retry machinery run offline.
 """
 
 from __future__ import annotations
@@ -135,7 +144,16 @@ class OfflineProposer:
         rng = random.Random(seed_for(move.seed, sample))
         text, error = "", ""
         try:
-            text = self.respond(move.parent.code, move.inspirations, rng)
+            if move.answer == "text":
+                text = self.reflect(move)
+            else:
+                text = self.respond(
+                    move.parent.code,
+                    () if move.keep_prefix else move.inspirations,
+                    rng,
+                    keep_prefix=move.keep_prefix,
+                    diverge=move.mode == "diverge",
+                )
         except (ParseError, tokenize.TokenError, SyntaxError, ValueError) as exc:
             error = f"offline proposer: {exc}"
         return Proposal(
@@ -146,17 +164,61 @@ class OfflineProposer:
             finish_reason="stop" if text else "error",
         )
 
-    def respond(self, parent_code: str, inspirations: Sequence[Node], rng: random.Random) -> str:
-        """The response text for one sample; raises ValueError when nothing can be mutated."""
+    def reflect(self, move: Move) -> str:
+        """A reflection for an R^3L "reflect" move, from the facts in `move.context`."""
+        if move.mode != "reflect":
+            raise ValueError(f"cannot answer a text move of mode {move.mode!r} without a model")
+        from discovery.reflection import offline_reflection
+
+        return offline_reflection(move.context)
+
+    def respond(
+        self,
+        parent_code: str,
+        inspirations: Sequence[Node],
+        rng: random.Random,
+        *,
+        keep_prefix: str = "",
+        diverge: bool = False,
+    ) -> str:
+        """The response text for one sample; raises ValueError when nothing can be mutated.
+
+        With `keep_prefix`, only literals after those kept lines change; with `diverge`, many
+        sites change by large factors.
+        """
         block = analyse_block(parent_code)
+        if keep_prefix:
+            if not block.text.startswith(keep_prefix):
+                raise ValueError("the kept prefix is not the start of the evolve block")
+            cut = len(keep_prefix)
+            block = dataclasses.replace(
+                block,
+                numbers=tuple(n for n in block.numbers if n.start >= cut),
+                vectors=tuple(v for v in block.vectors if v.start >= cut),
+            )
         if not block.numbers:
-            raise ValueError("the evolve block has no numeric literal to mutate")
+            where = " after the kept lines" if keep_prefix else ""
+            raise ValueError(f"the evolve block has no numeric literal to mutate{where}")
         for _ in range(8):
-            changes = self._changes(block, inspirations, rng)
+            changes = self._diverge(block, rng) if diverge else self._changes(block, inspirations, rng)
             new_block = _apply(block.text, changes)
             if changes and new_block != block.text:
                 return self._render(parent_code, block, changes, new_block, rng)
         raise ValueError("no mutation changed the evolve block")
+
+    def _diverge(self, block: BlockLiterals, rng: random.Random) -> list[_Change]:
+        """A large jump: about half the scalar sites, each perturbed three times over."""
+        sites = [n for n in block.numbers if rng.random() < 0.5] or [rng.choice(block.numbers)]
+        changes = []
+        for num in sites:
+            value = num.value
+            for _ in range(3):
+                value = perturb(value, num.is_int, rng)
+            old = block.text[num.start : num.end]
+            new = format_number(value, num.is_int)
+            if new != old:
+                changes.append(_Change(num.start, num.end, new, f"{old} -> {new} (diverge)"))
+        return changes
 
     def _changes(
         self, block: BlockLiterals, inspirations: Sequence[Node], rng: random.Random

@@ -154,3 +154,63 @@ def test_format_number_keeps_the_kind():
     assert format_number(1e-5, False) == "1e-05"
     assert format_number(-0.123456789, False) == "-0.12345679"
     assert format_number(7, True) == "7"
+
+
+def test_kept_prefix_is_never_touched_and_the_answer_parses_as_a_continuation():
+    from discovery.edits import apply_continuation
+
+    block = split_program(VECTORS).block
+    keep = "".join(block.splitlines(keepends=True)[:3])  # WEIGHTS, SHAPE, N_ITER kept
+    proposer = OfflineProposer()
+    parent = Node(ref=0, code=VECTORS, score=None, status="error", feedback="boom")
+    changed_after = 0
+    for seed in range(40):
+        move = Move(0, 0, "retry", (), parent, (), 1, seed, keep_prefix=keep)
+        proposal = proposer.propose(move, 0)
+        assert proposal.ok, proposal.error
+        child = apply_continuation(VECTORS, keep, proposal.text)
+        new_block = split_program(child).block
+        assert new_block.startswith(keep)
+        changed_after += new_block != block
+    assert changed_after == 40
+
+
+def test_kept_prefix_with_nothing_after_it_is_an_error_proposal():
+    block = split_program(TOY).block
+    parent = Node(ref=0, code=TOY, score=None, status="error")
+    move = Move(0, 0, "retry", (), parent, (), 1, 3, keep_prefix=block)
+    proposal = OfflineProposer().propose(move, 0)
+    assert not proposal.ok and "after the kept lines" in proposal.error
+
+
+def test_diverge_moves_change_more_sites_by_larger_factors():
+    import statistics
+
+    proposer = OfflineProposer()
+    parent = Node(ref=0, code=VECTORS, score=1.0, status="ok")
+
+    def spread(mode: str) -> tuple[float, float]:
+        sites, jumps = [], []
+        before = analyse_block(VECTORS).numbers
+        for seed in range(60):
+            move = Move(0, 0, mode, (), parent, (), 1, seed)
+            after = analyse_block(apply_response(VECTORS, proposer.propose(move, 0).text)).numbers
+            if len(after) != len(before):  # a list grew or shrank: count it as one site
+                sites.append(1)
+                continue
+            diffs = [(a.value, b.value) for a, b in zip(before, after) if a.value != b.value]
+            sites.append(len(diffs))
+            jumps += [abs(b - a) / max(abs(a), 1e-9) for a, b in diffs]
+        return statistics.mean(sites), statistics.median(jumps)
+
+    refine_sites, refine_jump = spread("refine")
+    diverge_sites, diverge_jump = spread("diverge")
+    assert diverge_sites > 1.5 * refine_sites
+    assert diverge_jump > refine_jump
+
+
+def test_text_moves_other_than_reflections_are_refused():
+    parent = Node(ref=0, code=TOY, score=1.0, status="ok")
+    move = Move(0, 0, "summarise", (), parent, (), 1, 3, answer="text")
+    proposal = OfflineProposer().propose(move, 0)
+    assert not proposal.ok and "without a model" in proposal.error
