@@ -170,3 +170,63 @@ def test_render_edits_round_trips_with_unique_context():
     assert render_edits(block, block) == ""
     assert "x = 1\nx = 1\n=======\nx = 1\nx = 2\n" in render_edits("x = 1\nx = 1\n", "x = 1\nx = 2\n")
     assert render_edits("\n\n", "\n\nx = 1\n") is None  # nothing non-blank to anchor on
+
+
+# -- kept prefixes (R^3L location pivots) ------------------------------------------------------
+
+_FAILING = (
+    "import math\n# EVOLVE-BLOCK-START\na = 1\nb = 2\nc = a / 0\nd = 3\n# EVOLVE-BLOCK-END\n"
+    "def f():\n    return a + b + c + d\n"
+)
+_TRACE = (
+    'Traceback (most recent call last):\n  File "/sandbox/runner.py", line 259, in main\n'
+    '  File "/sandbox/candidate.py", line 5, in <module>\n    c = a / 0\nZeroDivisionError: division by zero'
+)
+
+
+def test_failing_line_is_the_innermost_candidate_frame():
+    from discovery.edits import failing_line
+
+    nested = _TRACE.replace('line 5, in <module>', 'line 9, in f\n  File "/sandbox/candidate.py", line 5, in g')
+    assert failing_line(_TRACE) == 5
+    assert failing_line(nested) == 5
+    assert failing_line("ValueError: no traceback") is None
+
+
+def test_location_prefix_keeps_the_block_lines_before_the_failing_line():
+    from discovery.edits import location_prefix
+
+    assert location_prefix(_FAILING, _TRACE) == "a = 1\nb = 2\n"
+    first_line = _TRACE.replace("line 5", "line 3")
+    assert location_prefix(_FAILING, first_line) == "", "nothing to keep when the first block line fails"
+    outside = _TRACE.replace("line 5", "line 9")
+    assert location_prefix(_FAILING, outside) == "", "a failure outside the block keeps nothing"
+    assert location_prefix(_FAILING, "no traceback") == ""
+
+
+def test_apply_continuation_accepts_a_whole_block_or_only_the_rest():
+    from discovery.edits import apply_continuation
+
+    keep = "a = 1\nb = 2\n"
+    whole = "```python\n# EVOLVE-BLOCK-START\na = 1\nb = 2\nc = a / 2\nd = 4\n# EVOLVE-BLOCK-END\n```"
+    rest = "```python\nc = a / 2\nd = 4\n```"
+    expected = _FAILING.replace("c = a / 0\nd = 3\n", "c = a / 2\nd = 4\n")
+    assert apply_continuation(_FAILING, keep, whole) == expected
+    assert apply_continuation(_FAILING, keep, rest) == expected
+    edit = "<<<<<<< SEARCH\nc = a / 0\n=======\nc = a / 2\n>>>>>>> REPLACE"
+    assert apply_continuation(_FAILING, keep, edit) == _FAILING.replace("a / 0", "a / 2")
+    assert apply_continuation(_FAILING, "", rest) == apply_response(_FAILING, rest)
+
+
+def test_apply_continuation_refuses_to_change_the_kept_lines():
+    from discovery.edits import apply_continuation
+
+    keep = "a = 1\nb = 2\n"
+    changed = "```python\n# EVOLVE-BLOCK-START\na = 7\nc = 1\n# EVOLVE-BLOCK-END\n```"
+    with pytest.raises(ParseError, match="kept line"):
+        apply_continuation(_FAILING, keep, changed)
+    edit = "<<<<<<< SEARCH\nb = 2\n=======\nb = 5\n>>>>>>> REPLACE"
+    with pytest.raises(ParseError, match="kept line"):
+        apply_continuation(_FAILING, keep, edit)
+    with pytest.raises(ParseError, match="not the start"):
+        apply_continuation(_FAILING, "x = 0\n", edit)
