@@ -104,14 +104,20 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def alembic_config():
+    """An Alembic Config pointing at db/migrations (no database URL set)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))
+    return cfg
+
+
 def upgrade(engine: Engine) -> None:
     """Applies Alembic migrations up to head (idempotent)."""
     from alembic import command
-    from alembic.config import Config
 
-    here = Path(__file__).resolve().parent
-    cfg = Config()
-    cfg.set_main_option("script_location", str(here / "migrations"))
+    cfg = alembic_config()
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     try:
         with engine.begin() as connection:

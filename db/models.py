@@ -159,3 +159,46 @@ class Evaluation(Base):
     backend: Mapped[str] = mapped_column(String(20), default="")
     evaluator_version: Mapped[str] = mapped_column(String(50), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Comparison(Base):
+    """Several strategies x seeds run at one budget on one problem, and what came of it.
+
+    `results` holds the ranked table rows, the per-strategy bands and every run's best-so-far
+    curve (discovery.comparison.ComparisonResult.to_dict), so a dashboard redraws the comparison
+    without recomputing it; `config` holds the settings shared by every run (overrides, --set
+    assignments, config file, model).
+    """
+
+    __tablename__ = "comparison"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    problem: Mapped[str] = mapped_column(String(200), index=True)
+    strategies: Mapped[list[Any]] = mapped_column(JSON)
+    seeds: Mapped[list[Any]] = mapped_column(JSON)
+    budget: Mapped[int] = mapped_column(Integer)
+    target_pct: Mapped[float] = mapped_column(Float)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="created")  # created | running | completed | failed
+    plot_path: Mapped[str] = mapped_column(Text, default="")
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ComparisonRun(Base):
+    """One strategy x seed campaign of a comparison: its campaign, wall time and outcome."""
+
+    __tablename__ = "comparison_run"
+    __table_args__ = (UniqueConstraint("comparison_id", "strategy", "seed"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparison.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    strategy: Mapped[str] = mapped_column(String(50))
+    seed: Mapped[int] = mapped_column(Integer)
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | completed | stopped | failed | interrupted | cancelled
+    error: Mapped[str] = mapped_column(Text, default="")

@@ -422,3 +422,105 @@ def candidates_of(engine: Engine, campaign_id: int) -> list[tuple[Candidate, Eva
 
 def ids(rows: Iterable[Any]) -> list[int]:
     return [r.id for r in rows]
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+class UnknownComparison(LookupError):
+    """No comparison has that id."""
+
+
+def evaluation_trace(engine: Engine, campaign_id: int) -> list[tuple[int, str, float | None]]:
+    """(step id, status, score) of every proposed candidate with a search evaluation, in step
+    order (a cache hit of an identical program is listed with the evaluation it shares)."""
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Candidate.step_id, Evaluation.status, Evaluation.score)
+            .join(Evaluation, Evaluation.id == Candidate.evaluation_id)
+            .where(Candidate.campaign_id == campaign_id, Candidate.step_id.is_not(None))
+            .order_by(Candidate.step_id)
+        ).all()
+    return [(int(step_id), status, score) for step_id, status, score in rows]
+
+
+def create_comparison(
+    engine: Engine,
+    *,
+    name: str,
+    problem: str,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    budget: int,
+    target_pct: float,
+    config: dict[str, Any],
+) -> tuple[int, dict[tuple[str, int], int]]:
+    """Creates a comparison (status running) and its queued runs in seed-major order, in one
+    transaction; returns its id and the run ids keyed by (strategy, seed)."""
+    from db.models import Comparison, ComparisonRun
+
+    with session_scope(engine) as s:
+        row = Comparison(
+            name=name, problem=problem, strategies=list(strategies), seeds=list(seeds), budget=budget,
+            target_pct=target_pct, config=config, status="running", plot_path="", results={}, error="",
+        )
+        s.add(row)
+        s.flush()
+        runs = {}
+        for seed in seeds:
+            for strategy in strategies:
+                run = ComparisonRun(comparison_id=row.id, strategy=strategy, seed=seed, status="queued", error="")
+                s.add(run)
+                s.flush()
+                runs[(strategy, seed)] = run.id
+        return row.id, runs
+
+
+def update_comparison_run(engine: Engine, run_id: int, **values: Any) -> None:
+    """Sets fields of one comparison run (campaign_id, status, wall_s, error)."""
+    from db.models import ComparisonRun
+
+    with session_scope(engine) as s:
+        s.execute(update(ComparisonRun).where(ComparisonRun.id == run_id).values(**values))
+
+
+def finish_comparison(
+    engine: Engine, comparison_id: int, *, status: str, results: dict[str, Any] | None = None,
+    plot_path: str | None = None, error: str = "",
+) -> None:
+    """Stores a comparison's outcome (completed or failed), its results and plot path."""
+    from db.models import Comparison
+
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow()}
+    if results is not None:
+        values["results"] = results
+    if plot_path is not None:
+        values["plot_path"] = plot_path
+    with session_scope(engine) as s:
+        s.execute(update(Comparison).where(Comparison.id == comparison_id).values(**values))
+
+
+def get_comparison(engine: Engine, comparison_id: int) -> tuple[Any, list[Any]]:
+    """A comparison and its runs (in the order they were queued)."""
+    from db.models import Comparison, ComparisonRun
+
+    with session_scope(engine) as s:
+        row = s.get(Comparison, comparison_id)
+        if row is None:
+            known = s.scalars(select(Comparison.id).order_by(Comparison.id.desc()).limit(5)).all()
+            hint = (f"recent ids: {', '.join(map(str, known))}" if known
+                    else "no comparisons yet: start one with `discovery compare`")
+            raise UnknownComparison(f"no comparison with id {comparison_id} ({hint})")
+        runs = list(s.scalars(select(ComparisonRun).where(ComparisonRun.comparison_id == comparison_id)
+                              .order_by(ComparisonRun.id)))
+        s.expunge_all()
+        return row, runs
+
+
+def list_comparisons(engine: Engine) -> list[Any]:
+    from db.models import Comparison
+
+    with session_scope(engine) as s:
+        rows = list(s.scalars(select(Comparison).order_by(Comparison.id)))
+        s.expunge_all()
+        return rows

@@ -134,15 +134,20 @@ class CampaignConfig(BaseModel):
     exit: ExItSettings = Field(default_factory=ExItSettings)
     r3l: R3LSettings = Field(default_factory=R3LSettings)
 
+    def budget_rule(self, strategy: str | None = None) -> tuple[int, str, int]:
+        """(unit, what the unit is, minimum) a budget must meet for `strategy` (default: this
+        config's) under these settings: a multiple of unit, at least minimum."""
+        return {
+            "simpletes": (self.chains * self.k, "chains x k", 1),
+            "best_of_n": (self.k, "k", 1),
+            "greedy_refine": (self.k, "k", 1),
+            "exit": (self.exit.group, "exit.group", 1),
+            "r3l": (1, "", self.r3l.turns),
+        }[strategy or self.strategy]
+
     @model_validator(mode="after")
     def _budget_fits(self) -> "CampaignConfig":
-        unit, what = {
-            "simpletes": (self.chains * self.k, "chains x k"),
-            "best_of_n": (self.k, "k"),
-            "greedy_refine": (self.k, "k"),
-            "exit": (self.exit.group, "exit.group"),
-            "r3l": (1, ""),
-        }[self.strategy]
+        unit, what, _ = self.budget_rule()
         if self.budget % unit:
             low = max(unit, self.budget // unit * unit)
             raise ValueError(
@@ -155,6 +160,18 @@ class CampaignConfig(BaseModel):
                 f"raise the budget or lower r3l.turns"
             )
         return self
+
+    def design(self) -> str:
+        """The strategy's design settings in one short line, e.g. "C=4 K=4" for SimpleTES."""
+        if self.strategy == "simpletes":
+            return f"C={self.chains} K={self.k}" + (f" R={self.restart_every}" if self.restart_every else "")
+        if self.strategy == "exit":
+            e = self.exit
+            return f"G={e.group} N={e.capacity} kappa={e.kappa:g} p={e.p_select:g} p_div={e.p_diverge:g}"
+        if self.strategy == "r3l":
+            r = self.r3l
+            return f"episodes={r.episodes} T={r.turns} alpha={r.alpha:g}"
+        return f"K={self.k}"
 
     @property
     def steps_per_chain(self) -> int:

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from discovery.config import STRATEGIES
+
 # Quiet, offline-safe defaults for libraries imported later (a user's own settings win).
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -29,15 +31,23 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from db.engine import DatabaseError
-    from db.repository import UnknownCampaign
+    from db.repository import UnknownCampaign, UnknownComparison
     from discovery.config import ConfigError
     from problems import ProblemError
 
-    errors: list[type[BaseException]] = [DatabaseError, UnknownCampaign, ConfigError, ProblemError, FileNotFoundError]
+    errors: list[type[BaseException]] = [
+        DatabaseError, UnknownCampaign, UnknownComparison, ConfigError, ProblemError, FileNotFoundError,
+    ]
     try:
         from discovery.proposers.llm import ProposerUnreachable
 
         errors.append(ProposerUnreachable)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from flows.compare import PrefectUnavailable
+
+        errors.append(PrefectUnavailable)
     except ImportError:  # pragma: no cover
         pass
     return tuple(errors)
@@ -87,6 +97,16 @@ def _with_progress(label: str, quiet: bool, fn, *args, **kwargs):
         return _guard(fn, *args, progress=bar, **kwargs)
 
 
+def _design(campaign) -> str:
+    """The stored configuration's design line ("" if it no longer validates)."""
+    from discovery.config import CampaignConfig
+
+    try:
+        return CampaignConfig.model_validate(campaign.config).design()
+    except Exception:  # noqa: BLE001 - an old or edited row: show the rest anyway
+        return ""
+
+
 def _print_summary(s, *, code: bool = True, whole: bool = False) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
@@ -97,11 +117,11 @@ def _print_summary(s, *, code: bool = True, whole: bool = False) -> None:
     table = Table(title=f"campaign {c.id}: {c.name}", show_header=False)
     rows = [
         ("problem", f"{c.problem} ({c.direction})"),
-        ("strategy", c.strategy),
+        ("strategy", c.strategy + (f" ({_design(c)})" if _design(c) else "")),
         ("proposer", c.model),
         ("status", c.status + (f" ({c.error})" if c.error else "")),
         ("seed", str(c.seed)),
-        ("budget", f"{s.steps}/{c.budget} samples"),
+        ("budget", f"{s.steps}/{c.budget} proposer calls"),
         ("candidates", f"{s.candidates} ({s.evaluations} evaluations, {s.unevaluated_candidates} not evaluated)"),
         ("evaluations", ", ".join(f"{k} {v}" for k, v in sorted(s.by_status.items())) or "-"),
         ("steps", ", ".join(f"{k} {v}" for k, v in sorted(s.step_status.items())) or "-"),
@@ -157,7 +177,7 @@ def problems_cmd(
 def run_cmd(
     problem: Optional[str] = typer.Argument(None, help="Problem name or path to a problem module (or set it in --config)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML campaign file; flags override it."),
-    strategy: Optional[str] = typer.Option(None, help="Search strategy (simpletes)."),
+    strategy: Optional[str] = typer.Option(None, help=f"Search strategy: {', '.join(STRATEGIES)} (default simpletes)."),
     model: Optional[str] = typer.Option(None, help="litellm model string; default DISCOVERY_MODEL, else offline."),
     api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env variable holding the API key."),
@@ -171,6 +191,8 @@ def run_cmd(
     llm_concurrency: Optional[int] = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop proposing after this many USD."),
     name: Optional[str] = typer.Option(None, help="A label for the campaign."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="KEY=VALUE setting, repeatable (e.g. --set exit.kappa=5 --set r3l.turns=4); flags win."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -181,6 +203,7 @@ def run_cmd(
     cfg = _guard(
         resolve,
         config,
+        assignments=sets or (),
         problem=problem,
         strategy=strategy,
         model=model,
@@ -205,7 +228,7 @@ def run_cmd(
 
     def on_created(cid: int) -> None:
         created.append(cid)
-        typer.echo(f"campaign {cid}: {cfg.problem}, {cfg.strategy}, C={cfg.chains} K={cfg.k} budget={cfg.budget}, seed {cfg.seed}")
+        typer.echo(f"campaign {cid}: {cfg.problem}, {cfg.strategy} ({cfg.design()}), budget={cfg.budget}, seed {cfg.seed}")
 
     try:
         summary = _with_progress(cfg.problem, quiet, run_campaign, cfg, db_url=db, on_created=on_created)
@@ -302,6 +325,198 @@ def eval_cmd(
             typer.echo("stderr (tail):\n" + ev.stderr[-2000:])
     if ev.status != "ok":
         raise typer.Exit(1)
+
+
+class _CompareProgressBars:
+    """One rich progress row per strategy x seed run of a comparison (thread-safe updates)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}  {task.fields[state]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self.tasks: dict[tuple[str, int], int] = {}
+        self.started: set[tuple[str, int]] = set()
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, p) -> None:
+        key = (p.strategy, p.seed)
+        best = "-" if p.best_score is None else f"{p.best_score:.6g}"
+        state = p.state if p.campaign_id is None else f"{p.state} (campaign {p.campaign_id})"
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(f"{p.strategy} seed {p.seed}", total=p.total or None,
+                                                     best=best, state=state, start=False)
+            return
+        task = self.tasks[key]
+        if p.state == "running" and key not in self.started:
+            self.started.add(key)
+            self.progress.start_task(task)
+        self.progress.update(task, total=p.total or None, completed=p.done, best=best, state=state)
+        if p.state != "running":
+            self.progress.stop_task(task)
+
+
+def _num(value, fmt: str = ".6g") -> str:
+    if value is None:
+        return "-"
+    if fmt == "int":
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    return format(value, fmt)
+
+
+def _wide_console():
+    """A rich console; when the output is piped or captured, wide enough not to squash tables."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=180)
+
+
+def _print_comparison(r) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _wide_console()
+    seeds = len(r.seeds)
+    title = (f"comparison {r.id}: {r.problem} ({r.direction or '?'}), budget {r.budget}, "
+             f"{seeds} seed{'s' if seeds != 1 else ''} ({r.seeds[0]}..{r.seeds[-1]}), status {r.status}")
+    if r.result is None:
+        console.print(f"[bold]{title}[/bold]")
+        console.print("no results stored" + (f": {r.error}" if r.error else " yet (the comparison has not finished)"))
+    else:
+        sign = "+" if r.direction == "maximize" else "-"
+        table = Table(
+            title=title,
+            caption=(f"medians over each strategy's completed seeds; target = seed score {sign} "
+                     f"{r.target_pct:g}% of |seed score|; evals = candidates scored (step order, cache hits count)"),
+        )
+        table.add_column("#", justify="right")
+        table.add_column("strategy", no_wrap=True)
+        table.add_column(f"final best (median of {seeds})", justify="right")
+        table.add_column(escape("[min, max]"), justify="right")
+        table.add_column(f"evals to {sign}{r.target_pct:g}% (median, reached)", justify="right")
+        table.add_column("evaluations", justify="right")
+        table.add_column("LLM calls", justify="right")
+        table.add_column("tokens", justify="right")
+        table.add_column("USD", justify="right")
+        table.add_column("wall s", justify="right")
+        for row in r.rows:
+            spread = "-" if row.final_min is None else escape(f"[{row.final_min:.6g}, {row.final_max:.6g}]")
+            to_target = f"{_num(row.evals_to_target_median, 'int')} ({row.reached}/{row.completed})"
+            done = "" if row.completed == row.runs else f" ({row.completed}/{row.runs} ran)"
+            table.add_row(
+                str(row.rank), escape(row.strategy + done), _num(row.final_median), spread, to_target,
+                _num(row.evaluations_median, "int"), _num(row.llm_calls_median, "int"), _num(row.tokens_median, "int"),
+                "-" if row.cost_usd_median is None else f"${row.cost_usd_median:.4f}", _num(row.wall_s_median, ".1f"),
+            )
+        console.print(table)
+        if r.result.seed_score is not None:
+            typer.echo(f"seed score {r.result.seed_score:.10g}; target {r.result.target:.10g}")
+    for run in r.failed:
+        typer.echo(f"failed: {run.strategy} seed {run.seed}"
+                   + (f" (campaign {run.campaign_id})" if run.campaign_id else "") + f": {run.error}")
+    if r.plot_path:
+        typer.echo(f"plot: {r.plot_path}")
+    elif r.error:
+        typer.echo(f"note: {r.error}")
+    typer.echo(f"stored as comparison {r.id}; see it again with `discovery comparisons {r.id}`")
+
+
+@app.command("compare")
+def compare_cmd(
+    problem: str = typer.Argument(..., help="Problem name or path to a problem module."),
+    strategies: str = typer.Option(..., "--strategies", help=f"Comma-separated strategies from {', '.join(STRATEGIES)}."),
+    budget: int = typer.Option(..., "--budget", help="Proposals per run, the same for every strategy."),
+    seeds: int = typer.Option(3, "--seeds", help="Runs per strategy (master seeds seed-base, seed-base+1, ...)."),
+    seed_base: int = typer.Option(0, "--seed-base", help="First master seed."),
+    target_pct: float = typer.Option(1.0, "--target-pct", help="Evaluations-to-target measures reaching seed score + this %."),
+    parallel: Optional[int] = typer.Option(
+        None, "--parallel", help="Campaigns at once (default: cores); use 1 for timing problems such as lasso_path."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG path (default comparisons/comparison-<id>-<problem>.png)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML campaign file shared by every run."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE setting for every run, repeatable."),
+    name: Optional[str] = typer.Option(None, help="A label for the comparison."),
+    model: Optional[str] = typer.Option(None, help="litellm model string; default DISCOVERY_MODEL, else offline."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env variable holding the API key."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Run several strategies x seeds at one budget; print a table, write a plot, store it."""
+    from flows.compare import ComparisonInterrupted, compare_strategies
+
+    kwargs = dict(
+        strategies=strategies, seeds=seeds, budget=budget, seed_base=seed_base, target_pct=target_pct,
+        parallel=parallel, plot_path=plot, config_file=config, assignments=sets or (), db_url=db,
+        model=model, api_base=api_base, api_key_env=api_key_env, name=name,
+    )
+    try:
+        if quiet:
+            report = _guard(compare_strategies, problem, **kwargs)
+        else:
+            with _CompareProgressBars() as bars:
+                report = _guard(compare_strategies, problem, progress=bars, **kwargs)
+    except ComparisonInterrupted as stopped:
+        ids = " ".join(map(str, stopped.campaign_ids))
+        _fail(f"interrupted; comparison {stopped.comparison_id} is stored as failed"
+              + (f"; its unfinished campaigns can be continued with `discovery resume ID` ({ids})" if ids else ""), 130)
+    _print_comparison(report)
+
+
+@app.command("comparisons")
+def comparisons_cmd(
+    comparison_id: Optional[int] = typer.Argument(None, help="Comparison id to show (omit to list them all)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List stored comparisons, or show one (table and plot path) without re-running it."""
+    import dataclasses
+
+    from flows.compare import list_comparisons, show_comparison
+
+    if comparison_id is not None:
+        report = _guard(show_comparison, comparison_id, db_url=db)
+        if json_out:
+            typer.echo(json.dumps({
+                "id": report.id, "name": report.name, "problem": report.problem, "strategies": report.strategies,
+                "seeds": report.seeds, "budget": report.budget, "target_pct": report.target_pct,
+                "status": report.status, "plot_path": report.plot_path, "config": report.config,
+                "error": report.error, "runs": [dataclasses.asdict(r) for r in report.runs],
+                "results": report.result.to_dict() if report.result else None,
+            }, indent=2, default=str))
+            return
+        _print_comparison(report)
+        return
+    reports = _guard(list_comparisons, db_url=db)
+    if not reports:
+        typer.echo("no comparisons yet: start one with `discovery compare PROBLEM --strategies a,b --budget N`")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "name", "problem", "strategies", "seeds", "budget", "status", "best (median final)", "created"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        top = r.rows[0] if r.rows and r.rows[0].final_median is not None else None
+        best = "-" if top is None else f"{top.strategy} {top.final_median:.6g}"
+        created = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-"
+        table.add_row(str(r.id), escape(r.name), escape(r.problem), ", ".join(r.strategies), str(len(r.seeds)),
+                      str(r.budget), r.status, best, created)
+    _wide_console().print(table)
+    typer.echo("show one with `discovery comparisons ID`")
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ def test_config_round_trips_through_json():
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        (dict(budget=10), r"budget 10 is not a multiple of chains x k = 16; use 16 or 32"),
+        (dict(budget=10), r"budget 10 is not a multiple of chains x k = 16 for simpletes; use 16 or 32"),
         (dict(budget=-4), r"invalid budget"),
         (dict(chains=0), r"invalid chains"),
         (dict(colour="red"), r"unknown setting 'colour'"),
