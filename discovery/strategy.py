@@ -162,6 +162,33 @@ class Strategy(Protocol):
         """The whole budget in samples (candidate proposals), fixed at construction."""
 
 
+class BestSoFar:
+    """The best ok node offered so far (the archive a strategy reports from).
+
+    Ties go to the smallest key (callers use (trajectory, index, sample) or similar, with the
+    seed's key smallest), so the answer never depends on the order outcomes arrived in.
+    """
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.node: Node | None = None
+        self.key: tuple[int, ...] = ()
+
+    def offer(self, node: Node | None, key: tuple[int, ...]) -> bool:
+        """Keeps `node` if it is ok and better (or as good with a smaller key); True if kept."""
+        from discovery.types import OK, fitness
+
+        if node is None or node.status != OK:
+            return False
+        if self.node is not None:
+            f = fitness(node.score, self.direction)
+            g = fitness(self.node.score, self.direction)
+            if f < g or (f == g and key >= self.key):
+                return False
+        self.node, self.key = node, key
+        return True
+
+
 def move_rng(seed: int, trajectory: int, index: int, salt: str = "") -> random.Random:
     """A Random seeded from (seed, trajectory, index, salt), stable across runs and platforms."""
     return random.Random(f"{seed}:{trajectory}:{index}:{salt}")

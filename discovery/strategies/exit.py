@@ -70,7 +70,7 @@ import numpy as np
 
 from discovery.embedding import embed_many
 from discovery.prompts import PromptLimits, build_messages
-from discovery.strategy import Move, MoveResult, Node, Outcome, Task, move_rng, seed_for
+from discovery.strategy import BestSoFar, Move, MoveResult, Node, Outcome, Task, move_rng, seed_for
 from discovery.types import OK, fitness, program_hash
 
 BASE_INSTANCE = 0  # id of the base instance (the seed program at depth 0)
@@ -412,8 +412,7 @@ class ExIt:
         self._next_instance = BASE_INSTANCE + 1
         self._f_lo = -math.inf  # seed's fitness, or the worst valid fitness when the seed failed
         self._f_hi = -math.inf  # best valid fitness observed
-        self._best: Node | None = None
-        self._best_key: tuple[int, int] = (-1, -1)
+        self._archive = BestSoFar(task.direction)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -430,14 +429,6 @@ class ExIt:
     def scale(self) -> tuple[float, float]:
         """(f_lo, f_hi) of the normalisation, in fitness units (higher is better)."""
         return self._f_lo, self._f_hi
-
-    def _offer_best(self, node: Node, key: tuple[int, int]) -> None:
-        if node.status != OK:
-            return
-        if self._best is None or self._fitness(node) > self._fitness(self._best) or (
-            self._fitness(node) == self._fitness(self._best) and key < self._best_key
-        ):
-            self._best, self._best_key = node, key
 
     def _update_scale(self, nodes: Sequence[Node]) -> None:
         """Widens f_hi (and f_lo when the seed failed) with the valid nodes given."""
@@ -462,7 +453,7 @@ class ExIt:
         if seed_node.status == OK:
             self._f_lo = self._fitness(seed_node)
         self._update_scale([seed_node])
-        self._offer_best(seed_node, (-1, -1))
+        self._archive.offer(seed_node, (-1, -1))
         for index in range(min(self.params.parallel, self.params.picks)):
             self._build(index)
 
@@ -551,7 +542,7 @@ class ExIt:
         self._update_scale([n for n in nodes if n is not None])
         for outcome in outcomes:
             if outcome.node is not None:
-                self._offer_best(outcome.node, (index, outcome.sample))
+                self._archive.offer(outcome.node, (index, outcome.sample))
 
         r_norm = [self.r_norm(n) for n in nodes]
         r_parent = self.r_norm(instance.node)
@@ -623,7 +614,7 @@ class ExIt:
 
     def best(self) -> Node | None:
         """The best ok node observed (the seed included); ties go to the earliest (pick, sample)."""
-        return self._best
+        return self._archive.node
 
     def total_samples(self) -> int:
         """The budget: picks * G."""

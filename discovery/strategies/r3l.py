@@ -70,7 +70,7 @@ from discovery.reflection import (
     parse_reflection,
     reflection_messages,
 )
-from discovery.strategy import Message, Move, MoveResult, Node, Outcome, Task, seed_for
+from discovery.strategy import BestSoFar, Message, Move, MoveResult, Node, Outcome, Task, seed_for
 from discovery.types import OK, better, fitness
 
 FAILED_CALL = "(no answer: the call failed)"
@@ -194,8 +194,7 @@ class R3L:
         self.params = params
         self.seed = seed
         self._seed_node: Node | None = None
-        self._best: Node | None = None
-        self._best_key: tuple[int, int, int] = (-1, -1, -1)
+        self._archive = BestSoFar(task.direction)
         self._round = -1
         self._slots: list[_Slot] = []
         self._in_flight: dict[tuple[int, int], _Slot] = {}
@@ -208,16 +207,6 @@ class R3L:
         if node is None or node.status != OK:
             return -math.inf
         return fitness(node.score, self.task.direction)
-
-    def _offer_best(self, node: Node | None, key: tuple[int, int, int]) -> None:
-        if node is None or node.status != OK:
-            return
-        if self._best is None:
-            self._best, self._best_key = node, key
-            return
-        f, g = self._fitness(node), self._fitness(self._best)
-        if f > g or (f == g and key < self._best_key):
-            self._best, self._best_key = node, key
 
     def _episode_best(self, turns: Sequence[_Turn]) -> Node | None:
         """The best ok node among `turns` (the earliest on ties)."""
@@ -315,7 +304,7 @@ class R3L:
 
     def _begin_round(self) -> None:
         self._round += 1
-        start = self._best if self._best is not None else self._seed_node
+        start = self._archive.node if self._archive.node is not None else self._seed_node
         assert start is not None
         self._round_starts.append(start)
         remaining = self.remaining
@@ -348,7 +337,7 @@ class R3L:
         if self._seed_node is not None:
             raise RuntimeError("R3L.start called twice")
         self._seed_node = seed_node
-        self._offer_best(seed_node, (-1, -1, -1))
+        self._archive.offer(seed_node, (-1, -1, -1))
 
     def next_moves(self) -> list[Move]:
         """The next move of every episode of the round that has none in flight."""
@@ -511,7 +500,7 @@ class R3L:
         )
         ep.messages.append({"role": "assistant", "content": outcome.text or FAILED_CALL})
         ep.messages.append({"role": "user", "content": self._evaluation(ep)})
-        self._offer_best(node, key)
+        self._archive.offer(node, key)
         episode_best = self._episode_best(ep.turns)
         info: dict[str, Any] = {
             "phase": ep.phase,
@@ -671,7 +660,7 @@ class R3L:
 
     def best(self) -> Node | None:
         """The best ok node observed (the seed included); ties go to the earliest move."""
-        return self._best
+        return self._archive.node
 
     def total_samples(self) -> int:
         """The budget: every proposer call, turns and reflections."""

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from discovery.prompts import PromptLimits, build_messages, normalise_error
 from discovery.selection import GraphNode, Selector, make_selector
-from discovery.strategy import Move, MoveResult, Node, Outcome, Task, move_rng, seed_for
+from discovery.strategy import BestSoFar, Move, MoveResult, Node, Outcome, Task, move_rng, seed_for
 from discovery.types import OK, fitness
 
 _TOP_ERRORS = 10
@@ -104,24 +104,13 @@ class SimpleTES:
         self.seed = seed
         self.selector: Selector = make_selector(params.selector)
         self._chains = [_Chain(index=c) for c in range(params.chains)]
-        self._best: Node | None = None
-        self._best_key: tuple[int, int, int] = (-1, -1, -1)
+        self._archive = BestSoFar(task.direction)
         self._started = False
 
     # -- helpers -----------------------------------------------------------------------------
 
     def _fitness(self, node: Node) -> float:
         return fitness(node.score, self.task.direction) if node.status == OK else -math.inf
-
-    def _offer_best(self, node: Node, key: tuple[int, int, int]) -> None:
-        if node.status != OK:
-            return
-        if self._best is None:
-            self._best, self._best_key = node, key
-            return
-        f, g = self._fitness(node), self._fitness(self._best)
-        if f > g or (f == g and key < self._best_key):
-            self._best, self._best_key = node, key
 
     def chain_graph(self, chain: int) -> list[GraphNode]:
         """The chain's committed nodes (since its last restart) in commit order."""
@@ -150,7 +139,7 @@ class SimpleTES:
         self._started = True
         for chain in self._chains:
             chain.reset(seed_node)
-        self._offer_best(seed_node, (-1, -1, -1))
+        self._archive.offer(seed_node, (-1, -1, -1))
 
     def next_moves(self) -> list[Move]:
         """One move per chain that has steps left and no move in flight."""
@@ -205,7 +194,7 @@ class SimpleTES:
             if node is None:
                 chain.errors[normalise_error(outcome.error) or "no program in the response"] += 1
                 continue
-            self._offer_best(node, (move.trajectory, move.index, outcome.sample))
+            self._archive.offer(node, (move.trajectory, move.index, outcome.sample))
             if node.status != OK:
                 chain.errors[normalise_error(node.feedback) or f"evaluation {node.status}"] += 1
             elif winner is None or self._fitness(node) > winner_fitness:
@@ -259,7 +248,7 @@ class SimpleTES:
 
     def best(self) -> Node | None:
         """The best ok node observed (the seed included); ties go to the earliest move."""
-        return self._best
+        return self._archive.node
 
     def total_samples(self) -> int:
         """C * L * K."""
