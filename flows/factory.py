@@ -46,38 +46,12 @@ def make_strategy(config: CampaignConfig, problem: Problem) -> Strategy:
     if config.strategy == "exit":
         from discovery.strategies.exit import ExIt, ExItParams
 
-        e = config.exit
-        return ExIt(
-            task,
-            ExItParams(
-                budget=config.budget,
-                group=e.group,
-                capacity=e.capacity,
-                min_buffer=e.min_buffer,
-                p_select=e.p_select,
-                p_diverge=e.p_diverge,
-                kappa=e.kappa,
-                diversity_bonus=e.diversity_bonus,
-                parallel=e.parallel,
-            ),
-            seed=config.seed,
-        )
+        # the settings' fields are the params' fields (tests/test_config.py checks it)
+        return ExIt(task, ExItParams(budget=config.budget, **config.exit.model_dump()), seed=config.seed)
     if config.strategy == "r3l":
         from discovery.strategies.r3l import R3L, R3LParams
 
-        r = config.r3l
-        return R3L(
-            task,
-            R3LParams(
-                budget=config.budget,
-                episodes=r.episodes,
-                turns=r.turns,
-                alpha=r.alpha,
-                target=r.target,
-                location_pivot=r.location_pivot,
-            ),
-            seed=config.seed,
-        )
+        return R3L(task, R3LParams(budget=config.budget, **config.r3l.model_dump()), seed=config.seed)
     raise ValueError(f"unknown strategy {config.strategy!r}")
 
 

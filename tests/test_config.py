@@ -60,3 +60,18 @@ def test_missing_and_broken_files(tmp_path):
     other.write_text("x")
     with pytest.raises(ConfigError, match="unknown extension"):
         resolve(other)
+
+
+def test_strategy_settings_map_onto_the_strategies_params_with_their_defaults():
+    import dataclasses
+
+    from discovery.config import ExItSettings, R3LSettings
+    from discovery.strategies.exit import ExItParams
+    from discovery.strategies.r3l import R3LParams
+
+    for settings, params in ((ExItSettings(), ExItParams), (R3LSettings(), R3LParams)):
+        built = params(budget=64, **settings.model_dump())
+        defaults = params(budget=64)
+        for name, value in settings.model_dump().items():
+            assert getattr(built, name) == value == getattr(defaults, name), (params.__name__, name)
+        assert {f.name for f in dataclasses.fields(params)} >= set(settings.model_dump())
