@@ -1,0 +1,1 @@
+"""Export shaping: stored trajectories -> post-training records (pure, no I/O)."""
