@@ -101,8 +101,8 @@ class ExportFilters:
     Attributes:
       improved_only: SFT keeps only steps whose program is ok and strictly better than its
         parent (else: every step whose program is ok).
-      top_pct: keep only trajectories in the top R% by their best score (per campaign);
-        None = all.
+      top_pct: keep only trajectories in the top R% by their best score (per campaign;
+        0 < R <= 100, ceil, at least one); None = all.
       prefix_to_best: keep only the steps of a trajectory up to the move where it reached its
         best.
       min_gap: a preference pair needs chosen and rejected normalised rewards at least this far
@@ -156,7 +156,9 @@ RL_COLUMNS: dict[str, str] = {
     "prompt": "messages",
     "completion": "messages",  # one assistant message
     "reward": "float64",
-    "group_id": "string",  # one group = one prompt's samples ("<campaign>:<trajectory>:<index>")
+    # one group = one prompt's samples ("<campaign>:<trajectory>:<index>"); R^3L: a base episode
+    # and its retry, every turn with its episode's reward ("<campaign>:<base trajectory>:episode")
+    "group_id": "string",
     "advantage": "float64",
     "loss_mask": "int64",  # 0 = the completion is excluded from the loss (R^3L shared prefix)
     "weight": "float64",  # R^3L positive amplification, else 1.0

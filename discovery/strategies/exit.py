@@ -44,10 +44,10 @@ scores at least that minimum.
 
 Advantages (`group_advantages`, stored for export, never used by the search): A_i =
 (r_i - mean) / std over the group (0 when the rewards are all equal). With the diversity bonus
-A_i is multiplied by d_i = ||e_i - c|| / (max_j ||e_j - c|| - min_j ||e_j - c||), where e_i is
+A_i is multiplied by d_i = ||e_i - c|| / max(max_j ||e_j - c|| - min_j ||e_j - c||, mean_j ||e_j - c||) (the
+mean guards against a vanishing range; see centroid_diversity), where e_i is
 the `discovery.embedding` vector of child i's program and c the centroid over the children that
-have programs (`diversity_coefficients`; d_i = 1 without a program, or when the distances do not
-spread).
+have programs (`diversity_coefficients`; d_i = 1 without a program, or when every distance is 0).
 
 Determinism with `parallel` picks in flight: picks 0..parallel-1 are built at start (from the
 base instance, the buffer being empty); when `observe` finishes pick n, pick n + parallel is
@@ -205,18 +205,24 @@ def group_advantages(
 
 
 def centroid_diversity(vectors: np.ndarray) -> list[float]:
-    """d_i = ||e_i - c|| / (max_j ||e_j - c|| - min_j ||e_j - c||) for the rows e_i, c their mean.
+    """d_i = ||e_i - c|| / max(range, mean) for the rows e_i, c their mean, where range is
+    max_j ||e_j - c|| - min_j ||e_j - c|| and mean the mean distance.
 
-    Every d_i is 1 when there are fewer than two rows or the distances have no spread.
+    This is ExIt's "distance from the centroid divided by the group's range", with one guard:
+    when the children are all about equally far from the centroid the range tends to 0 and the
+    plain ratio explodes (values in the hundreds were seen on real groups), turning a bonus
+    into noise; dividing by at least the mean distance keeps d_i around 1 in that case and
+    leaves the usual case (range above the mean) untouched. Every d_i is 1 when there are
+    fewer than two rows or all distances are 0.
     """
     if len(vectors) < 2:
         return [1.0] * len(vectors)
     centroid = vectors.mean(axis=0)
     distances = np.linalg.norm(vectors - centroid, axis=1)
-    spread = float(distances.max() - distances.min())
-    if spread <= _EPS:
+    scale = max(float(distances.max() - distances.min()), float(distances.mean()))
+    if scale <= _EPS:
         return [1.0] * len(vectors)
-    return [float(d) / spread for d in distances]
+    return [float(d) / scale for d in distances]
 
 
 def diversity_coefficients(codes: Sequence[str | None]) -> list[float]:

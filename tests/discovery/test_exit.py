@@ -169,6 +169,10 @@ def test_diversity_coefficients_hand_computed():
     # Two points are always symmetric about their centroid: no spread, d = 1.
     assert centroid_diversity(np.array([[0.0, 0.0], [2.0, 1.0]])) == [1.0, 1.0]
     assert centroid_diversity(np.zeros((1, 3))) == [1.0]
+    # equidistant children: the range vanishes, the mean distance takes over (no blow-up)
+    nearly = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0001], [0.0, -1.0]])
+    d = centroid_diversity(nearly)
+    assert max(d) < 1.1 and min(d) > 0.9
     same = program("same")
     assert diversity_coefficients([same, same, same]) == [1.0, 1.0, 1.0]
     assert diversity_coefficients([same, None]) == [1.0, 1.0]
