@@ -202,3 +202,30 @@ class ComparisonRun(Base):
     wall_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | completed | stopped | failed | interrupted | cancelled
     error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Export(Base):
+    """One `discovery export`: who ran it, when, with what, and what it wrote.
+
+    `params` holds everything needed to run it again (the resolved campaign ids, formats,
+    filters, and the selectors they came from); `files` maps each written file (relative to
+    out_dir) to its sha256, size and row count, so a replay can be checked byte for byte.
+    `replay_of` is the export whose parameters a replay re-used (the first of a chain).
+    """
+
+    __tablename__ = "export"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), default="")  # who ran it (not "user": reserved in PostgreSQL)
+    command: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    out_dir: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | completed | failed
+    row_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # format -> split -> rows
+    dropped: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # reason -> rows
+    files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # path -> {sha256, bytes, rows}
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the shaper's stats, versions
+    error: Mapped[str] = mapped_column(Text, default="")
+    replay_of: Mapped[int | None] = mapped_column(ForeignKey("export.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

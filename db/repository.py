@@ -6,14 +6,17 @@ repeats a write gets the existing row back instead of a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlalchemy.pool import NullPool
 
-from db.engine import session_scope
+from db.engine import BUSY_TIMEOUT_MS, session_scope
 from db.models import Campaign, Candidate, Evaluation, Step, Trajectory, utcnow
 
 
@@ -524,3 +527,228 @@ def list_comparisons(engine: Engine) -> list[Any]:
         rows = list(s.scalars(select(Comparison).order_by(Comparison.id)))
         s.expunge_all()
         return rows
+
+
+# ---------------------------------------------------------------- exports
+
+
+class UnknownExport(LookupError):
+    """No export has that id."""
+
+
+EXPORTABLE_STATUSES = ("completed", "stopped", "interrupted")
+
+
+def find_campaigns(
+    engine: Engine, *, ids: Sequence[int] | None = None, problems: Sequence[str] | None = None,
+    strategies: Sequence[str] | None = None,
+) -> list[Campaign]:
+    """Campaigns by id (in id order; unknown ids are simply absent), or every campaign whose
+    problem and strategy are among the given ones (None = any)."""
+    stmt = select(Campaign).order_by(Campaign.id)
+    if ids is not None:
+        stmt = stmt.where(Campaign.id.in_(list(ids)))
+    if problems:
+        stmt = stmt.where(Campaign.problem.in_(list(problems)))
+    if strategies:
+        stmt = stmt.where(Campaign.strategy.in_(list(strategies)))
+    with session_scope(engine) as s:
+        rows = list(s.scalars(stmt))
+        s.expunge_all()
+        return rows
+
+
+def create_export(
+    engine: Engine, *, username: str, command: str, params: dict[str, Any], out_dir: str, replay_of: int | None = None,
+) -> int:
+    """Stores a starting export (status running); returns its id."""
+    from db.models import Export
+
+    with session_scope(engine) as s:
+        row = Export(username=username, command=command, params=params, out_dir=out_dir, status="running",
+                     row_counts={}, dropped={}, files={}, stats={}, error="", replay_of=replay_of)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def finish_export(engine: Engine, export_id: int, *, status: str, error: str = "", **values: Any) -> None:
+    """Stores an export's outcome: status completed or failed, its error, and any of
+    row_counts, dropped, files, stats."""
+    from db.models import Export
+
+    values.update(status=status, error=error, finished_at=utcnow())
+    with session_scope(engine) as s:
+        s.execute(update(Export).where(Export.id == export_id).values(**values))
+
+
+def get_export(engine: Engine, export_id: int) -> Any:
+    from db.models import Export
+
+    with session_scope(engine) as s:
+        row = s.get(Export, export_id)
+        if row is None:
+            known = s.scalars(select(Export.id).order_by(Export.id.desc()).limit(5)).all()
+            hint = (f"recent ids: {', '.join(map(str, known))}" if known
+                    else "no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
+            raise UnknownExport(f"no export with id {export_id} ({hint})")
+        s.expunge(row)
+        return row
+
+
+def list_exports(engine: Engine) -> list[Any]:
+    from db.models import Export
+
+    with session_scope(engine) as s:
+        rows = list(s.scalars(select(Export).order_by(Export.id)))
+        s.expunge_all()
+        return rows
+
+
+@contextlib.contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection that sees one consistent snapshot of the database, for long reads.
+
+    SQLite: a separate connection whose transaction is a plain deferred BEGIN (a WAL reader),
+    not the engine's BEGIN IMMEDIATE, so a long export never holds the write lock that running
+    campaigns need; `query_only` forbids writes on it. Other databases: a REPEATABLE READ,
+    read-only transaction on the engine's pool.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+        return
+    reader = create_engine(engine.url, poolclass=NullPool,
+                           connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(reader, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(reader, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        with reader.connect() as conn:
+            with conn.begin():
+                yield conn
+    finally:
+        reader.dispose()
+
+
+def export_campaign_scores(conn: Connection, campaign_ids: Sequence[int]) -> dict[int, tuple[float | None, float | None]]:
+    """campaign id -> (seed score, best score) over ok search evaluations (direction-aware); the
+    seed score is None unless the seed program's evaluation is ok."""
+    ids = list(campaign_ids)
+    seeds = dict(conn.execute(
+        select(Candidate.campaign_id, Evaluation.score)
+        .join(Evaluation, Evaluation.id == Candidate.evaluation_id)
+        .where(Candidate.campaign_id.in_(ids), Candidate.role == "seed", Evaluation.status == "ok",
+               Evaluation.score.is_not(None))
+    ).all())
+    extremes = conn.execute(
+        select(Candidate.campaign_id, Campaign.direction, func.max(Evaluation.score), func.min(Evaluation.score))
+        .join(Evaluation, Evaluation.id == Candidate.evaluation_id)
+        .join(Campaign, Campaign.id == Candidate.campaign_id)
+        .where(Candidate.campaign_id.in_(ids), Evaluation.status == "ok", Evaluation.kind == "search",
+               Evaluation.score.is_not(None))
+        .group_by(Candidate.campaign_id, Campaign.direction)
+    ).all()
+    best = {cid: (hi if direction == "maximize" else lo) for cid, direction, hi, lo in extremes}
+    return {cid: (seeds.get(cid), best.get(cid)) for cid in ids}
+
+
+def export_trajectory_bests(
+    conn: Connection, campaign_ids: Sequence[int]
+) -> list[tuple[int, int, float | None, int | None]]:
+    """(campaign id, trajectory index, best ok search score, first move index reaching it) for
+    every trajectory of the campaigns, ordered; (.., None, None) for a trajectory without one."""
+    ids = list(campaign_ids)
+    ok = (
+        select(Trajectory.campaign_id.label("campaign_id"), Trajectory.index.label("trajectory"),
+               Step.index.label("move"), Evaluation.score.label("score"), Campaign.direction.label("direction"))
+        .select_from(Step)
+        .join(Trajectory, Trajectory.id == Step.trajectory_id)
+        .join(Campaign, Campaign.id == Trajectory.campaign_id)
+        .join(Candidate, Candidate.step_id == Step.id)
+        .join(Evaluation, Evaluation.id == Candidate.evaluation_id)
+        .where(Trajectory.campaign_id.in_(ids), Evaluation.status == "ok", Evaluation.kind == "search",
+               Evaluation.score.is_not(None))
+        .cte("ok_moves")
+    )
+    best = (
+        select(ok.c.campaign_id, ok.c.trajectory,
+               case((func.max(ok.c.direction) == "maximize", func.max(ok.c.score)),
+                    else_=func.min(ok.c.score)).label("best"))
+        .group_by(ok.c.campaign_id, ok.c.trajectory)
+        .cte("best")
+    )
+    reached = dict(
+        ((cid, t), (b, m)) for cid, t, b, m in conn.execute(
+            select(best.c.campaign_id, best.c.trajectory, best.c.best, func.min(ok.c.move))
+            .join(ok, and_(ok.c.campaign_id == best.c.campaign_id, ok.c.trajectory == best.c.trajectory,
+                           ok.c.score == best.c.best))
+            .group_by(best.c.campaign_id, best.c.trajectory, best.c.best)
+        )
+    )
+    out = []
+    for cid, t in conn.execute(
+        select(Trajectory.campaign_id, Trajectory.index).where(Trajectory.campaign_id.in_(ids))
+        .order_by(Trajectory.campaign_id, Trajectory.index)
+    ):
+        b, m = reached.get((cid, t), (None, None))
+        out.append((cid, t, b, m))
+    return out
+
+
+EXPORT_STEP_COLUMNS = (
+    "step_id", "campaign_id", "trajectory", "index", "sample", "mode", "messages", "response", "status",
+    "committed", "bookkeeping", "program_hash", "code", "eval_status", "score", "parent_status", "parent_score",
+)
+
+
+def iter_export_steps(conn: Connection, campaign_ids: Sequence[int], *, chunk: int = 1000) -> Iterator[tuple]:
+    """Every step of the campaigns with its candidate, the candidate's search evaluation and the
+    parent program's search evaluation, as plain tuples in EXPORT_STEP_COLUMNS order, ordered by
+    (campaign, trajectory index, move index, sample); streamed `chunk` rows at a time (a
+    server-side cursor where the driver has one), so memory does not grow with the rows."""
+    parent = aliased(Candidate)
+    parent_eval = aliased(Evaluation)
+    stmt = (
+        select(
+            Step.id, Trajectory.campaign_id, Trajectory.index, Step.index, Step.sample, Step.mode, Step.messages,
+            Step.response, Step.status, Step.committed, Step.bookkeeping, Candidate.program_hash, Candidate.code,
+            Evaluation.status, Evaluation.score, parent_eval.status, parent_eval.score,
+        )
+        .select_from(Trajectory)
+        .join(Step, Step.trajectory_id == Trajectory.id)
+        .outerjoin(Candidate, Candidate.step_id == Step.id)
+        .outerjoin(Evaluation, and_(Evaluation.id == Candidate.evaluation_id, Evaluation.kind == "search"))
+        .outerjoin(parent, parent.id == Step.parent_candidate_id)
+        .outerjoin(parent_eval, and_(parent_eval.id == parent.evaluation_id, parent_eval.kind == "search"))
+        .order_by(Trajectory.campaign_id, Trajectory.index, Step.index, Step.sample)
+    )
+    for cid in sorted(set(campaign_ids)):  # one query per campaign: each is served in index order
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
+            stmt.where(Trajectory.campaign_id == cid))
+        try:
+            for part in result.partitions():
+                for row in part:
+                    yield tuple(row)
+        finally:
+            result.close()
+
+
+def export_campaigns(conn: Connection, campaign_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The campaign rows (id, name, problem, strategy, model, seed, budget, status, direction), id order."""
+    t = Campaign.__table__
+    cols = [t.c.id, t.c.name, t.c.problem, t.c.strategy, t.c.model, t.c.seed, t.c.budget, t.c.status, t.c.direction]
+    rows = conn.execute(select(*cols).where(t.c.id.in_(list(campaign_ids))).order_by(t.c.id)).mappings().all()
+    return [dict(r) for r in rows]

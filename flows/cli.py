@@ -31,12 +31,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from db.engine import DatabaseError
-    from db.repository import UnknownCampaign, UnknownComparison
+    from db.repository import UnknownCampaign, UnknownComparison, UnknownExport
     from discovery.config import ConfigError
     from problems import ProblemError
 
     errors: list[type[BaseException]] = [
-        DatabaseError, UnknownCampaign, UnknownComparison, ConfigError, ProblemError, FileNotFoundError,
+        DatabaseError, UnknownCampaign, UnknownComparison, UnknownExport, ConfigError, ProblemError,
+        FileNotFoundError,
     ]
     try:
         from discovery.proposers.llm import ProposerUnreachable
@@ -517,6 +518,166 @@ def comparisons_cmd(
                       str(r.budget), r.status, best, created)
     _wide_console().print(table)
     typer.echo("show one with `discovery comparisons ID`")
+
+
+def _command_line() -> str:
+    """The command as the user typed it (for the export record)."""
+    import shlex
+
+    name = Path(sys.argv[0]).name if sys.argv else ""
+    if name in ("discovery", "cli.py", "__main__.py"):
+        return shlex.join(["discovery", *sys.argv[1:]])
+    return ""
+
+
+def _print_export(r) -> None:
+    from rich.table import Table
+
+    from discovery.export.schema import SPLITS
+
+    console = _wide_console()
+    title = f"export {r.id}: {r.rows} rows from {len(r.campaigns)} campaign{'s' if len(r.campaigns) != 1 else ''}"
+    table = Table(title=title)
+    table.add_column("format")
+    for split in SPLITS:
+        table.add_column(split, justify="right")
+    table.add_column("total", justify="right")
+    for fmt in r.formats:
+        counts = r.row_counts.get(fmt, {})
+        table.add_row(fmt, *[str(counts.get(s, 0)) for s in SPLITS], str(sum(counts.values())))
+    console.print(table)
+    for fmt, reasons in r.dropped.items():
+        typer.echo(f"dropped {fmt}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
+    typer.echo(f"out: {r.out_dir}")
+    if r.replay_of is not None and r.identical is not None:
+        typer.echo(f"replay of export {r.replay_of}: "
+                   + ("identical files (same sha256)" if r.identical else
+                      f"files differ from the original: {', '.join(r.differing)}"))
+    typer.echo(f"stored as export {r.id}; regenerate with `discovery export --replay {r.replay_of or r.id} --out DIR`"
+               f", details with `discovery exports {r.id}`")
+
+
+def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()] or None
+
+
+@app.command("export")
+def export_cmd(
+    campaign_ids: Optional[list[int]] = typer.Argument(None, help="Campaign ids to export (or --all / --problem / --strategy)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (created; must be empty unless --overwrite)."),
+    formats: str = typer.Option("sft,preference,rl", "--format", help="Comma-separated formats: sft, preference, rl."),
+    all_campaigns: bool = typer.Option(False, "--all", help="Every completed, stopped or interrupted campaign."),
+    all_valid: bool = typer.Option(False, "--all-valid", help="SFT keeps every ok program, not only improvements."),
+    top_pct: Optional[float] = typer.Option(None, "--top-pct", help="Keep the top R% of each campaign's trajectories."),
+    prefix_to_best: bool = typer.Option(False, "--prefix-to-best", help="Keep trajectories up to their best move."),
+    min_gap: float = typer.Option(0.0, "--min-gap", help="Least normalised-reward gap of a preference pair."),
+    keep_guidance: bool = typer.Option(False, "--keep-guidance", help="R^3L retries keep the reflection guidance."),
+    validation_problems: Optional[str] = typer.Option(
+        None, "--validation-problems", help="Comma-separated problems whose rows form the validation split."),
+    problem: Optional[list[str]] = typer.Option(None, "--problem", help="Select campaigns of this problem (repeatable)."),
+    strategy: Optional[list[str]] = typer.Option(None, "--strategy", help="Select campaigns of this strategy (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --out."),
+    replay: Optional[int] = typer.Option(None, "--replay", help="Run export ID again with its stored parameters."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Export campaigns as post-training datasets (SFT, preference, RL) in JSONL and Parquet, with a card."""
+    from discovery.export.schema import ExportFilters
+    from flows.export import export_dataset, reproduce_export
+
+    problems, strategies = _split_list(problem), _split_list(strategy)
+    command = _command_line() or None
+    if replay is not None:
+        given = [name for name, used in (
+            ("campaign ids", bool(campaign_ids)), ("--all", all_campaigns), ("--problem", bool(problems)),
+            ("--strategy", bool(strategies)), ("--format", formats != "sft,preference,rl"),
+            ("--all-valid", all_valid), ("--top-pct", top_pct is not None), ("--prefix-to-best", prefix_to_best),
+            ("--min-gap", min_gap != 0.0), ("--keep-guidance", keep_guidance),
+            ("--validation-problems", validation_problems is not None)) if used]
+        if given:
+            _fail(f"--replay re-uses the stored export's campaigns, formats and filters: drop {given[0]}")
+        report = _guard(reproduce_export, replay, out_dir=out, db_url=db, overwrite=overwrite, command=command)
+    else:
+        if out is None:
+            _fail("no output folder: pass --out DIR")
+        if campaign_ids and (all_campaigns or problems or strategies):
+            _fail("pass campaign ids or --all / --problem / --strategy, not both")
+        if not campaign_ids and not (all_campaigns or problems or strategies):
+            _fail("no campaigns chosen: pass campaign ids (see `discovery show ID`), --problem P, --strategy S, "
+                  "or --all for every finished campaign")
+        vp = tuple(v.strip() for v in (validation_problems or "").split(",") if v.strip())
+        filters = ExportFilters(improved_only=not all_valid, top_pct=top_pct, prefix_to_best=prefix_to_best,
+                                min_gap=min_gap, keep_guidance=keep_guidance, validation_problems=vp)
+        report = _guard(export_dataset, campaign_ids or None, out_dir=out, formats=formats, filters=filters,
+                        problems=problems, strategies=strategies, db_url=db, overwrite=overwrite, command=command)
+    if json_out:
+        typer.echo(json.dumps(_export_json(report), indent=2, default=str))
+        return
+    _print_export(report)
+
+
+def _export_json(r) -> dict:
+    import dataclasses
+
+    out = dataclasses.asdict(r)
+    out["differing"] = list(r.differing)
+    return out
+
+
+@app.command("exports")
+def exports_cmd(
+    export_id: Optional[int] = typer.Argument(None, help="Export id to show (omit to list them all)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List stored exports, or show one: who, when, parameters, counts, files and their sha256."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from flows.export import list_exports, regenerate_command, show_export
+
+    if export_id is not None:
+        r = _guard(show_export, export_id, db_url=db)
+        if json_out:
+            typer.echo(json.dumps(_export_json(r), indent=2, default=str))
+            return
+        _print_export(r)
+        when = r.created_at.strftime("%Y-%m-%d %H:%M:%S") if r.created_at else "-"
+        typer.echo(f"status: {r.status}" + (f" ({r.error})" if r.error else ""))
+        typer.echo(f"by {r.username} at {when} UTC: {r.command}")
+        typer.echo(f"campaigns: {' '.join(map(str, r.campaigns))}")
+        typer.echo("filters: " + ", ".join(f"{k}={v}" for k, v in r.filters.items()))
+        typer.echo(f"equivalent command: {regenerate_command(r.params)}")
+        if r.files:
+            table = Table(title="files")
+            for col in ("file", "rows", "bytes", "sha256"):
+                table.add_column(col, overflow="fold")
+            for path, f in r.files.items():
+                table.add_row(escape(path), "-" if f.get("rows") is None else str(f["rows"]), str(f.get("bytes", "-")),
+                              f.get("sha256", "-"))
+            _wide_console().print(table)
+        return
+    reports = _guard(list_exports, db_url=db)
+    if json_out:
+        typer.echo(json.dumps([_export_json(r) for r in reports], indent=2, default=str))
+        return
+    if not reports:
+        typer.echo("no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
+        return
+    table = Table()
+    for col in ("id", "created", "user", "status", "campaigns", "formats", "rows", "out", "replay of"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        created = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-"
+        camps = ", ".join(map(str, r.campaigns[:6])) + (" ..." if len(r.campaigns) > 6 else "")
+        replay = "-" if r.replay_of is None else (
+            f"{r.replay_of} ({'identical' if r.identical else 'differs'})" if r.identical is not None else str(r.replay_of))
+        table.add_row(str(r.id), created, escape(r.username), r.status, camps, ",".join(r.formats), str(r.rows),
+                      escape(r.out_dir), replay)
+    _wide_console().print(table)
+    typer.echo("show one with `discovery exports ID`")
 
 
 def main() -> int:
