@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sandbox_overhead.py
+	$(BIN)/python bench/export_scale.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -82,8 +82,10 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "UnknownExport",
+    "arrow_schema",
     "export_dataset",
     "list_exports",
+    "regenerate_command",
     "reproduce_export",
     "show_export",
 ]
