@@ -315,10 +315,13 @@ def test_seed_scores_on_the_real_search_suite():
 
 def assert_no_gain(evaluation, reference):
     """Same measured speed as the unpatched seed, loosely (the ratio of two noisy measurements
-    on the same instances; never a wall-clock threshold)."""
+    on the same instances; never a wall-clock threshold). The small FAST instances time in
+    milliseconds, so two honest measurements were seen 1.68x apart on an idle CI machine; an
+    attack on the clocks that worked would report a speedup of 10x or more (or infinite), so
+    a 2.5x band still tells them apart."""
     assert evaluation.status == OK, evaluation.feedback
     ratio = evaluation.score / reference.score
-    assert 0.6 < ratio < 1.6, (evaluation.score, reference.score)
+    assert 0.4 < ratio < 2.5, (evaluation.score, reference.score)
 
 
 def test_patching_the_clocks_gains_nothing(seed_on_fixed_instances):
