@@ -113,6 +113,13 @@ def alembic_config():
     return cfg
 
 
+def alembic_head() -> str:
+    """The newest migration's revision id (what an up-to-date database is stamped with)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def upgrade(engine: Engine) -> None:
     """Applies Alembic migrations up to head (idempotent)."""
     from alembic import command

@@ -211,6 +211,23 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return dict(data.get("campaign", data))
 
 
+def parse_names(
+    value: str | Sequence[str], valid: Sequence[str], *, noun: str, plural: str, example: str,
+    error: type[ConfigError] = ConfigError,
+) -> list[str]:
+    """A comma-separated string (or a list) of names, stripped, each one of `valid`; raises
+    `error` with a one-line message naming the first unknown name, or saying none was given."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(n).strip() for n in names if str(n).strip()]
+    listed = ", ".join(valid)
+    if not names:
+        raise error(f"no {plural} given: pass e.g. {example} (valid: {listed})")
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise error(f"unknown {noun} {unknown[0]!r}: valid {plural} are {listed}")
+    return names
+
+
 def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
     """`["exit.kappa=5", "seed=3"]` -> `{"exit": {"kappa": "5"}, "seed": "3"}` (pydantic
     converts the strings; "none" and "null" become None)."""

@@ -51,7 +51,15 @@ from db import repository as repo
 from db.engine import get_engine
 from db.repository import UnknownComparison
 from discovery import comparison as cmp
-from discovery.config import STRATEGIES, CampaignConfig, ConfigError, load_file, parse_assignments, resolve
+from discovery.config import (
+    STRATEGIES,
+    CampaignConfig,
+    ConfigError,
+    load_file,
+    parse_assignments,
+    parse_names,
+    resolve,
+)
 from problems import get_problem
 
 __all__ = [
@@ -154,14 +162,8 @@ class ComparisonReport:
 
 
 def _strategy_list(strategies: str | Sequence[str]) -> list[str]:
-    names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
-    names = [str(n).strip() for n in names if str(n).strip()]
-    valid = ", ".join(STRATEGIES)
-    if not names:
-        raise ConfigError(f"no strategies given: pass e.g. --strategies simpletes,best_of_n (valid: {valid})")
-    unknown = [n for n in names if n not in STRATEGIES]
-    if unknown:
-        raise ConfigError(f"unknown strategy {unknown[0]!r}: valid strategies are {valid}")
+    names = parse_names(strategies, STRATEGIES, noun="strategy", plural="strategies",
+                        example="--strategies simpletes,best_of_n")
     twice = [n for i, n in enumerate(names) if n in names[:i]]
     if twice:
         raise ConfigError(f"strategy {twice[0]!r} is listed twice: name each strategy once")

@@ -65,7 +65,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from db import repository as repo
 from db.engine import get_engine
 from db.repository import EXPORTABLE_STATUSES, UnknownExport
-from discovery.config import ConfigError
+from discovery.config import ConfigError, parse_names
 from discovery.export.schema import (
     COLUMNS,
     FORMATS,
@@ -186,14 +186,8 @@ def list_exports(*, db_url: str | None = None) -> list[ExportReport]:
 
 
 def _formats(formats: str | Sequence[str]) -> list[str]:
-    names = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [str(n).strip() for n in names if str(n).strip()]
-    valid = ", ".join(FORMATS)
-    if not names:
-        raise ExportError(f"no formats given: pass e.g. --format sft,rl (valid: {valid})")
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown:
-        raise ExportError(f"unknown format {unknown[0]!r}: valid formats are {valid}")
+    names = parse_names(formats, FORMATS, noun="format", plural="formats", example="--format sft,rl",
+                        error=ExportError)
     return [f for f in FORMATS if f in names]
 
 

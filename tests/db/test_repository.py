@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from db import repository as repo
-from db.engine import DatabaseError, dispose_engines, get_engine
+from db.engine import DatabaseError, alembic_head, dispose_engines, get_engine
 
 
 @pytest.fixture()
@@ -40,14 +40,6 @@ def _fields(score=0.5, status="ok"):
                 duration_s=0.1, cpu_s=0.1, backend="process", evaluator_version="1")
 
 
-def _alembic_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    from db.engine import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
 def test_migrations_create_every_table_and_sqlite_pragmas(engine):
     tables = set(inspect(engine).get_table_names())
     assert {"campaign", "trajectory", "step", "candidate", "evaluation", "comparison", "comparison_run",
@@ -56,7 +48,7 @@ def test_migrations_create_every_table_and_sqlite_pragmas(engine):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _alembic_head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == alembic_head()
 
 
 def test_reopening_a_database_keeps_its_rows(tmp_path):

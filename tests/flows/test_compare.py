@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db import repository as repo
-from db.engine import get_engine, session_scope
+from db.engine import alembic_head, get_engine, session_scope
 from db.models import Comparison, ComparisonRun
 from discovery import comparison as cmp
 from discovery.config import ConfigError
@@ -152,14 +152,6 @@ def test_unknown_problem_writes_nothing(tmp_path):
 # ---------------------------------------------------------------- storage
 
 
-def _alembic_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    from db.engine import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
 def _alembic(engine, action, revision):
     """Runs alembic `action` (command.upgrade or command.downgrade) to `revision` on engine."""
     from db.engine import alembic_config
@@ -190,7 +182,7 @@ def test_migration_0002_matches_the_models_and_upgrades_a_0001_database(tmp_path
     assert {"comparison", "comparison_run"} <= set(inspect(engine).get_table_names())
     assert repo.get_campaign(engine, cid).name == "kept"
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _alembic_head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == alembic_head()
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     comparison_id, runs = repo.create_comparison(engine, name="n", problem="p", strategies=["simpletes"], seeds=[0],
                                                  budget=4, target_pct=1.0, config={})

@@ -524,9 +524,9 @@ def test_migration_0003_adds_the_export_table_and_matches_the_models(tmp_path):
     engine = get_engine(url)
     assert inspect(engine).has_table("export") and repo.get_campaign(engine, cid).name == "kept"
     with engine.connect() as conn:
-        from tests.flows.test_compare import _alembic_head
+        from db.engine import alembic_head
 
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _alembic_head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == alembic_head()
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     first = repo.create_export(engine, username="u", command="c", params={"campaigns": [cid]}, out_dir="/x")
     second = repo.create_export(engine, username="u", command="c", params={}, out_dir="/y", replay_of=first)
