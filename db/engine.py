@@ -96,12 +96,63 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         return engine
 
 
+_readers: dict[str, Engine] = {}
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def get_reader(url: str | None = None) -> Engine:
+    """A (cached) read-only engine for browsing: never migrates, never creates a file, never writes.
+
+    SQLite: the file is opened with `mode=ro` (a missing file is a DatabaseError, not a new empty
+    database) and `query_only`, in plain deferred transactions, so a reader never takes the write
+    lock that running campaigns need. PostgreSQL and others: every transaction is read only
+    (`default_transaction_read_only`), on a small pool.
+    """
+    url = resolve_url(url)
+    with _engines_lock:
+        engine = _readers.get(url)
+        if engine is not None:
+            return engine
+        _check_url(url)
+        path = sqlite_path(url)
+        if path is not None:
+            if not path.is_file():
+                raise DatabaseError(f"no database at {path}: run a campaign first (`discovery run erdos_min_overlap`) "
+                                    f"or point {ENV_VAR} at an existing database")
+            engine = create_engine(
+                f"sqlite:///file:{path}?mode=ro&uri=true",
+                connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                cursor.execute("PRAGMA query_only=ON")
+                cursor.close()
+        elif make_url(url).get_backend_name() == "postgresql":
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                   connect_args={"options": "-c default_transaction_read_only=on"})
+        else:
+            engine = create_engine(url)
+        _readers[url] = engine
+        return engine
+
+
 def dispose_engines() -> None:
     """Closes every cached engine (tests and forked workers)."""
     with _engines_lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_readers.values()]:
             engine.dispose()
         _engines.clear()
+        _readers.clear()
 
 
 def alembic_config():

@@ -1,8 +1,10 @@
 """Post-training datasets from campaigns: SFT, preference and RL records as JSONL and Parquet.
 
-    from flows.export import export_dataset, reproduce_export, show_export, list_exports
+    from flows.export import export_dataset, preview_export, reproduce_export, show_export, list_exports
     from discovery.export.schema import ExportFilters
 
+    preview = preview_export([3, 4, 5], filters=ExportFilters(top_pct=50))  # a dry run: writes nothing
+    print(preview.row_counts, preview.dropped, preview.command)           # what export_dataset would write
     report = export_dataset([3, 4, 5], out_dir="data/erdos-v1",
                             filters=ExportFilters(top_pct=50, validation_problems=("circle_packing",)))
     print(report.row_counts)       # {"sft": {"train": 812, "validation": 97}, "preference": {...}, ...}
@@ -42,6 +44,12 @@ What happens, in order:
      the row counts and the dropped counts are stored on the export row (status completed).
      On any failure after step 2 (a write error, Ctrl-C) the staging folder is removed, so no
      partial files are left, and the export row is stored as failed with its error.
+
+preview_export (`discovery export ... --dry-run`) makes the same checks as step 1 (but has no
+output folder) and the same read and shaping as step 3, and only counts the rows: it stores no
+export row and writes no file (its key table is in a temporary folder, removed after). Its
+counts are those export_dataset would write on the same database; when no row passes the
+filters it returns zero counts with the dropped reasons instead of raising.
 """
 
 from __future__ import annotations
@@ -59,8 +67,9 @@ import secrets
 import shlex
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from db import repository as repo
 from db.engine import get_engine
@@ -80,11 +89,13 @@ from discovery.export.schema import (
 __all__ = [
     "DiskDedup",
     "ExportError",
+    "ExportPreview",
     "ExportReport",
     "UnknownExport",
     "arrow_schema",
     "export_dataset",
     "list_exports",
+    "preview_export",
     "regenerate_command",
     "reproduce_export",
     "show_export",
@@ -137,6 +148,29 @@ class ExportReport:
     @property
     def rows(self) -> int:
         """Rows written, over every format and split."""
+        return sum(n for splits in self.row_counts.values() for n in splits.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPreview:
+    """What an export with these parameters would write, counted without writing (a dry run).
+
+    row_counts and dropped have the shapes of ExportReport's (a format with no row is {});
+    steps: the stored steps read; command: the `discovery export` command line that writes it
+    (`--out <folder>` to fill in).
+    """
+
+    campaigns: list[int]
+    formats: list[str]
+    filters: dict[str, Any]
+    row_counts: dict[str, dict[str, int]]
+    dropped: dict[str, dict[str, int]]
+    steps: int
+    command: str
+
+    @property
+    def rows(self) -> int:
+        """Rows an export would write, over every format and split."""
         return sum(n for splits in self.row_counts.values() for n in splits.values())
 
 
@@ -601,42 +635,60 @@ def _versions() -> dict[str, str]:
     return {"platform": platform, "pyarrow": pa.__version__, "shaper": shaper.hexdigest()[:16], "writer": writer}
 
 
-def _write(engine, params: dict[str, Any], folder: Path, card_id: int, *, chunk: int) -> dict:
-    """Reads, shapes and writes everything into `folder`; returns the export row's fields."""
+_Sink = Callable[[str, str, Mapping[str, Any]], None]
+
+
+def _shape_into(engine, params: Mapping[str, Any], sink: _Sink, dedup_path: Path, *,
+                chunk: int) -> tuple[_Source, dict[str, Any]]:
+    """Reads the campaigns of params over one read snapshot, shapes them, and hands every row
+    to sink(format, split, row) as it comes; returns the aggregates and the shaper's stats
+    (ShapeStats.as_dict(), JSON-safe). The dedup key table is the file dedup_path, removed after."""
     from discovery.export.privacy import Privacy
     from discovery.export.shape import ShapeStats, shape
 
     ids = list(params["campaigns"])
+    formats = tuple(params["formats"])
+    stats = ShapeStats()
+    with DiskDedup(dedup_path) as dedup, repo.read_snapshot(engine) as conn:
+        source = _aggregates(conn, ids)
+        rows = shape(
+            _step_views(conn, ids, source, chunk), campaigns=source.views, trajectories=source.trajectories,
+            scales=source.scales, filters=_filters_from(params["filters"]), formats=formats, dedup=dedup,
+            privacy=Privacy.for_this_machine(extra_paths=_private_paths(engine)), stats=stats,
+        )
+        for fmt, row in rows:
+            split = row.get("split")
+            if fmt not in formats or split not in SPLITS:
+                raise RuntimeError(f"the shaper yielded a row of format {fmt!r}, split {split!r}, "
+                                   f"not asked for: a bug in discovery.export.shape")
+            sink(fmt, split, row)
+    return source, _jsonable(stats.as_dict())
+
+
+def _row_counts(formats: Sequence[str], counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """format -> split -> rows, from (format, split) -> rows; only the splits with rows."""
+    return {fmt: {split: counts[(fmt, split)] for split in SPLITS if counts.get((fmt, split))} for fmt in formats}
+
+
+def _write(engine, params: dict[str, Any], folder: Path, card_id: int, *, chunk: int) -> dict:
+    """Reads, shapes and writes everything into `folder`; returns the export row's fields."""
     filters = _filters_from(params["filters"])
     formats = tuple(params["formats"])
     batch_rows = int(params.get("batch_rows", BATCH_ROWS))
-    stats = ShapeStats()
     writers: dict[tuple[str, str], _FileWriter] = {}
-    dedup = DiskDedup(folder / ".dedup.sqlite")
+
+    def write(fmt: str, split: str, row: Mapping[str, Any]) -> None:
+        writer = writers.get((fmt, split))
+        if writer is None:
+            writer = writers[(fmt, split)] = _FileWriter(folder, fmt, split, batch_rows)
+        writer.add(row)
+
     try:
-        with repo.read_snapshot(engine) as conn:
-            source = _aggregates(conn, ids)
-            rows = shape(
-                _step_views(conn, ids, source, chunk), campaigns=source.views, trajectories=source.trajectories,
-                scales=source.scales, filters=filters, formats=formats, dedup=dedup,
-                privacy=Privacy.for_this_machine(extra_paths=_private_paths(engine)), stats=stats,
-            )
-            for fmt, row in rows:
-                key = (fmt, row.get("split"))
-                writer = writers.get(key)
-                if writer is None:
-                    if fmt not in formats or key[1] not in SPLITS:
-                        raise RuntimeError(f"the shaper yielded a row of format {fmt!r}, split {key[1]!r}, "
-                                           f"not asked for: a bug in discovery.export.shape")
-                    writer = writers[key] = _FileWriter(folder, fmt, key[1], batch_rows)
-                writer.add(row)
+        source, shaped = _shape_into(engine, params, write, folder / ".dedup.sqlite", chunk=chunk)
     finally:
-        dedup.close()
         for writer in writers.values():
             writer.close()
-    row_counts = {fmt: {split: writers[(fmt, split)].rows for split in SPLITS if (fmt, split) in writers}
-                  for fmt in formats}
-    shaped = _jsonable(stats.as_dict())
+    row_counts = _row_counts(formats, {key: w.rows for key, w in writers.items()})
     if not writers:
         dropped = _dropped(shaped)
         why = "; ".join(f"{fmt}: " + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
@@ -741,6 +793,63 @@ def _run(engine, params: dict[str, Any], out_dir, *, overwrite: bool, command: s
     return _show(engine, export_id)
 
 
+def _prepare(campaigns, *, formats, filters, problems, strategies, db_url, chunk: int,
+             batch_rows: int = BATCH_ROWS) -> tuple[Any, dict[str, Any]]:
+    """Step 1 of the module docstring but the output folder: every check of the input, each
+    problem one ExportError line; returns the engine and the export's parameters."""
+    fmts = _formats(formats)
+    filters = _check_filters(filters)
+    for name, value in (("chunk", chunk), ("batch_rows", batch_rows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"{name} must be a whole number of rows, at least 1, not {value!r}")
+    problems, strategies = _names(problems), _names(strategies)
+    engine = get_engine(db_url)
+    rows = _select_campaigns(engine, campaigns, problems, strategies)
+    _check_validation_problems(filters, rows)
+    params = {
+        "campaigns": [r.id for r in rows],
+        "formats": fmts,
+        "filters": {**dataclasses.asdict(filters), "validation_problems": list(filters.validation_problems)},
+        "selection": {"ids": None if campaigns is None else [r.id for r in rows], "problems": problems,
+                      "strategies": strategies},
+        "batch_rows": int(batch_rows),  # the Parquet row-group size changes the bytes, so a replay re-uses it
+    }
+    return engine, params
+
+
+def preview_export(
+    campaigns: Sequence[int] | None = None,
+    *,
+    formats: str | Sequence[str] = FORMATS,
+    filters: ExportFilters = ExportFilters(),
+    problems: str | Sequence[str] | None = None,
+    strategies: str | Sequence[str] | None = None,
+    db_url: str | None = None,
+    chunk: int = CHUNK,
+) -> ExportPreview:
+    """What export_dataset with the same arguments would write, counted without writing anything.
+
+    The same checks (one ExportError line each; there is no output folder to check) and the
+    same read and shaping as export_dataset, over one read snapshot; no export row is stored
+    and no file is left (the dedup key table is in a temporary folder, removed after). When no
+    row passes the filters, the counts are zero and `dropped` says why (export_dataset raises).
+    """
+    engine, params = _prepare(campaigns, formats=formats, filters=filters, problems=problems,
+                              strategies=strategies, db_url=db_url, chunk=chunk)
+    counts: dict[tuple[str, str], int] = {}
+
+    def count(fmt: str, split: str, row: Mapping[str, Any]) -> None:
+        counts[(fmt, split)] = counts.get((fmt, split), 0) + 1
+
+    with tempfile.TemporaryDirectory(prefix="discovery-export-preview-") as scratch:
+        source, shaped = _shape_into(engine, params, count, Path(scratch) / "dedup.sqlite", chunk=chunk)
+    return ExportPreview(
+        campaigns=list(params["campaigns"]), formats=list(params["formats"]), filters=dict(params["filters"]),
+        row_counts=_row_counts(params["formats"], counts), dropped=_dropped(shaped),
+        steps=sum(source.steps.values()), command=regenerate_command(params),
+    )
+
+
 def export_dataset(
     campaigns: Sequence[int] | None = None,
     *,
@@ -765,23 +874,8 @@ def export_dataset(
     `discovery export` command). Raises ExportError (one line) before writing anything when the
     input is wrong; see the module docstring for what happens after.
     """
-    fmts = _formats(formats)
-    filters = _check_filters(filters)
-    for name, value in (("chunk", chunk), ("batch_rows", batch_rows)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ExportError(f"{name} must be a whole number of rows, at least 1, not {value!r}")
-    problems, strategies = _names(problems), _names(strategies)
-    engine = get_engine(db_url)
-    rows = _select_campaigns(engine, campaigns, problems, strategies)
-    _check_validation_problems(filters, rows)
-    params = {
-        "campaigns": [r.id for r in rows],
-        "formats": fmts,
-        "filters": {**dataclasses.asdict(filters), "validation_problems": list(filters.validation_problems)},
-        "selection": {"ids": None if campaigns is None else [r.id for r in rows], "problems": problems,
-                      "strategies": strategies},
-        "batch_rows": int(batch_rows),  # the Parquet row-group size changes the bytes, so a replay re-uses it
-    }
+    engine, params = _prepare(campaigns, formats=formats, filters=filters, problems=problems,
+                              strategies=strategies, db_url=db_url, chunk=chunk, batch_rows=batch_rows)
     if command is None:
         command = regenerate_command(params, out_dir=str(out_dir))
     return _run(engine, params, out_dir, overwrite=overwrite, command=command, replay_of=None, chunk=chunk)

@@ -8,9 +8,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -30,9 +33,12 @@ from db.models import Export, Step  # noqa: E402
 from discovery.export.schema import COLUMNS, FORMATS, SPLITS, ExportFilters  # noqa: E402
 from flows.export import (  # noqa: E402
     ExportError,
+    ExportPreview,
     UnknownExport,
     export_dataset,
     list_exports,
+    preview_export,
+    regenerate_command,
     reproduce_export,
     show_export,
 )
@@ -300,35 +306,35 @@ def readonly_dir(tmp_path):
     folder.chmod(0o755)
 
 
-@pytest.mark.parametrize(
-    "case, pattern",
-    [
-        ("unknown_campaign", r"^no campaign with id 99 \(recent ids: 3, 2, 1\)$"),
-        ("top_pct_zero", r"^top_pct must be a percentage in \(0, 100\]"),
-        ("top_pct_high", r"^top_pct must be a percentage in \(0, 100\]"),
-        ("min_gap", r"^min_gap must be a number >= 0"),
-        ("format", r"^unknown format 'dpo': valid formats are sft, preference, rl$"),
-        ("validation", r"^validation problem 'circle_packing' is not among the exported campaigns' problems: "
-                       r"choose from erdos_min_overlap, synthetic_b$"),
-        ("running", r"^campaign 2 is running: only completed, stopped, interrupted campaigns are exported"),
-        ("not_empty", r"^output folder .*/full is not empty: choose another folder, or pass overwrite=True"),
-        ("not_an_export", r"^output folder .*/full is not empty and holds no earlier export"),
-        ("under_a_file", r"^cannot create output folder .*/file.txt/out: .*/file.txt is a file, not a folder$"),
-        ("is_a_file", r"^output path .*/file.txt is a file, not a folder"),
-        ("no_campaigns", r"^no campaigns given"),
-        ("ids_and_selectors", r"^pass campaign ids or problem/strategy selectors, not both$"),
-        ("nothing_selected", r"^no completed/stopped/interrupted campaign of problem nope"),
-    ],
-)
-def test_bad_input_is_one_line_and_writes_nothing(small_db, tmp_path, case, pattern):
-    url = small_db
-    out = tmp_path / "out"
+BAD_INPUT = [
+    ("unknown_campaign", r"^no campaign with id 99 \(recent ids: 3, 2, 1\)$"),
+    ("top_pct_zero", r"^top_pct must be a percentage in \(0, 100\]"),
+    ("top_pct_high", r"^top_pct must be a percentage in \(0, 100\]"),
+    ("min_gap", r"^min_gap must be a number >= 0"),
+    ("format", r"^unknown format 'dpo': valid formats are sft, preference, rl$"),
+    ("validation", r"^validation problem 'circle_packing' is not among the exported campaigns' problems: "
+                   r"choose from erdos_min_overlap, synthetic_b$"),
+    ("running", r"^campaign 2 is running: only completed, stopped, interrupted campaigns are exported"),
+    ("not_empty", r"^output folder .*/full is not empty: choose another folder, or pass overwrite=True"),
+    ("not_an_export", r"^output folder .*/full is not empty and holds no earlier export"),
+    ("under_a_file", r"^cannot create output folder .*/file.txt/out: .*/file.txt is a file, not a folder$"),
+    ("is_a_file", r"^output path .*/file.txt is a file, not a folder"),
+    ("no_campaigns", r"^no campaigns given"),
+    ("ids_and_selectors", r"^pass campaign ids or problem/strategy selectors, not both$"),
+    ("nothing_selected", r"^no completed/stopped/interrupted campaign of problem nope"),
+    ("chunk", r"^chunk must be a whole number of rows, at least 1, not 0$"),
+]
+OUT_DIR_CASES = {"not_empty", "not_an_export", "under_a_file", "is_a_file"}
+
+
+def _bad_input(case: str, url: str, tmp_path: Path) -> tuple[list | None, dict]:
+    """(campaign ids, keyword arguments) of export_dataset for a BAD_INPUT case."""
     (tmp_path / "file.txt").write_text("not a folder")
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
-    kwargs: dict = dict(db_url=url, out_dir=out)
-    ids = [1, 2, 3]
+    kwargs: dict = dict(db_url=url, out_dir=tmp_path / "out")
+    ids: list | None = [1, 2, 3]
     if case == "unknown_campaign":
         ids = [1, 99]
     elif case == "top_pct_zero":
@@ -358,6 +364,16 @@ def test_bad_input_is_one_line_and_writes_nothing(small_db, tmp_path, case, patt
     elif case == "nothing_selected":
         ids = None
         kwargs["problems"] = "nope"
+    elif case == "chunk":
+        kwargs["chunk"] = 0
+    return ids, kwargs
+
+
+@pytest.mark.parametrize("case, pattern", BAD_INPUT)
+def test_bad_input_is_one_line_and_writes_nothing(small_db, tmp_path, case, pattern):
+    url = small_db
+    ids, kwargs = _bad_input(case, url, tmp_path)
+    full = tmp_path / "full"
     before = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("small.db"))
     with pytest.raises(ExportError, match=pattern) as info:
         export_dataset(ids, **kwargs)
@@ -449,6 +465,128 @@ def test_an_empty_folder_is_filled_and_a_killed_exports_staging_is_cleaned_up(sm
     report = export_dataset([1], out_dir=out, db_url=small_db, formats="rl")
     assert report.status == "completed" and sorted(_tree(out)) == ["README.md", "rl/train.jsonl", "rl/train.parquet"]
     assert not stale.exists() and _leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- the preview (dry run): counts, nothing written
+
+
+def _database(url: str) -> tuple[dict[str, int], list[str]]:
+    """Rows per table, and the whole content as SQL (sqlite3's dump), of a SQLite database."""
+    path = url.removeprefix("sqlite:///")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        counts = {t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+        return counts, list(con.iterdump())
+    finally:
+        con.close()
+
+
+def _assert_same_as_export(preview: ExportPreview, report) -> None:
+    assert isinstance(preview, ExportPreview) and report.status == "completed"
+    assert preview.campaigns == report.campaigns and preview.formats == report.formats
+    assert preview.filters == report.filters
+    assert preview.row_counts == report.row_counts, "the rows per format and split the export wrote"
+    assert preview.dropped == report.dropped, "the rows the export dropped, per reason"
+    assert preview.rows == report.rows
+    assert preview.steps == sum(report.stats["steps"].values())
+    assert preview.command == regenerate_command(report.params)
+
+
+@pytest.mark.parametrize(
+    "setting, ids, kwargs",
+    [
+        ("default", ("simpletes", "exit", "r3l", "circle"), {}),
+        ("all_valid", ("simpletes", "r3l"), dict(formats="sft,rl", filters=ExportFilters(improved_only=False))),
+        ("top_pct", ("simpletes", "exit", "r3l"), dict(filters=ExportFilters(top_pct=50, prefix_to_best=True))),
+        ("validation", ("simpletes", "exit", "circle"),
+         dict(filters=ExportFilters(min_gap=0.05, validation_problems=("circle_packing",)))),
+        ("selector", None, dict(problems="erdos_min_overlap", strategies="exit,r3l", formats=["preference", "sft"])),
+    ],
+)
+def test_a_preview_counts_what_the_export_writes(campaigns, tmp_path, setting, ids, kwargs):
+    url, camps = campaigns
+    chosen = None if ids is None else [camps[k] for k in ids]
+    exports = _exports(url)
+    preview = preview_export(chosen, db_url=url, **kwargs)
+    assert _exports(url) == exports, "a preview stores no export row"
+    assert list(tmp_path.iterdir()) == []
+    assert preview.rows > 0 and set(preview.row_counts) == set(preview.formats)
+    report = export_dataset(chosen, out_dir=tmp_path / "out", db_url=url, **kwargs)
+    _assert_same_as_export(preview, report)
+    if setting == "validation":
+        assert preview.row_counts["rl"]["validation"] > 0
+    if setting == "top_pct":
+        assert "top_pct" in preview.dropped["rl"] and "prefix_to_best" in preview.dropped["rl"]
+    if setting == "selector":
+        assert preview.campaigns == sorted([camps["exit"], camps["r3l"]]) and preview.formats == ["sft", "preference"]
+        assert preview.command.startswith(f"discovery export {camps['exit']} {camps['r3l']} --format sft,preference ")
+
+
+def test_a_preview_writes_nothing_and_removes_its_key_table(small_db, tmp_path, monkeypatch):
+    import flows.export as export
+
+    scratch = tmp_path / "scratch"  # where tempfile puts the preview's temporary folder
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    keys = []
+
+    class Spy(export.DiskDedup):
+        def __init__(self, path, *a, **kw):
+            keys.append(Path(path))
+            super().__init__(path, *a, **kw)
+
+    monkeypatch.setattr(export, "DiskDedup", Spy)
+    tables, dump = _database(small_db)
+    before = _tree(tmp_path)
+    previews = [
+        preview_export([1, 2, 3], db_url=small_db),
+        preview_export([1, 2], db_url=small_db, formats="sft,rl",
+                       filters=ExportFilters(improved_only=False, top_pct=50, validation_problems=("synthetic_b",))),
+        preview_export(problems="synthetic_b", db_url=small_db, chunk=7),
+        preview_export([1], db_url=small_db, formats="preference", filters=ExportFilters(min_gap=1.0)),
+    ]
+    assert [p.steps for p in previews] == [240, 160, 80, 80] and all(p.rows for p in previews[:3])
+    assert len(keys) == len(previews) and all(k.parent.parent == scratch for k in keys), keys
+    assert list(scratch.iterdir()) == [], "the temporary folder of the key table is removed"
+    assert _database(small_db) == (tables, dump), "the database is unchanged"
+    assert tables["export"] == 0
+    assert {k: v for k, v in _tree(tmp_path).items() if not k.startswith("small.db")} == \
+        {k: v for k, v in before.items() if not k.startswith("small.db")}, "no file appears"
+    # and the counts are what an export writes, on the synthetic database too
+    _assert_same_as_export(previews[1], export_dataset(
+        [1, 2], out_dir=tmp_path / "out", db_url=small_db, formats="sft,rl",
+        filters=ExportFilters(improved_only=False, top_pct=50, validation_problems=("synthetic_b",))))
+
+
+@pytest.mark.parametrize("case, pattern", [(c, p) for c, p in BAD_INPUT if c not in OUT_DIR_CASES])
+def test_a_preview_refuses_bad_input_as_the_export_does(small_db, tmp_path, case, pattern):
+    ids, kwargs = _bad_input(case, small_db, tmp_path)
+    before = _tree(tmp_path)
+    with pytest.raises(ExportError, match=pattern) as refused:
+        export_dataset(ids, **kwargs)
+    kwargs.pop("out_dir")
+    with pytest.raises(ExportError) as info:
+        preview_export(ids, **kwargs)
+    assert type(info.value) is ExportError and str(info.value) == str(refused.value)
+    assert "\n" not in str(info.value)
+    assert _tree(tmp_path).keys() == before.keys() and _exports(small_db) == 0
+
+
+def test_a_preview_that_keeps_nothing_says_why_instead_of_raising(small_db, tmp_path):
+    preview = preview_export([1], db_url=small_db, formats="preference", filters=ExportFilters(min_gap=1.0))
+    assert preview.rows == 0 and preview.row_counts == {"preference": {}}
+    assert preview.steps == 80 and list(preview.dropped) == ["preference"]
+    assert list(preview.dropped["preference"]) == ["min_gap"] and preview.dropped["preference"]["min_gap"] > 0
+    n = preview.dropped["preference"]["min_gap"]
+    with pytest.raises(ExportError, match=rf"no rows passed the filters \(preference: {n} min_gap\)"):
+        export_dataset([1], out_dir=tmp_path / "out", db_url=small_db, formats="preference",
+                       filters=ExportFilters(min_gap=1.0))
+    # a format without rows beside one with rows: {} in both, so a UI can say 0
+    preview = preview_export([1], db_url=small_db, formats="sft,preference", filters=ExportFilters(min_gap=1.0))
+    assert preview.row_counts["preference"] == {} and preview.row_counts["sft"]["train"] > 0
+    _assert_same_as_export(preview, export_dataset([1], out_dir=tmp_path / "out", db_url=small_db,
+                                                   formats="sft,preference", filters=ExportFilters(min_gap=1.0)))
 
 
 # ---------------------------------------------------------------- memory: streaming, not loading
@@ -576,9 +714,57 @@ def test_cli_export_exports_and_replay(small_db, tmp_path):
     assert json.loads(as_json.stdout)["identical"] is True
 
 
+def _table_row(fmt: str, counts: dict[str, int]) -> str:
+    """A regex for one row of the rows-per-format table: format, train, validation, total."""
+    cells = [counts.get(s, 0) for s in SPLITS] + [sum(counts.values())]
+    return rf"\b{fmt}\W+" + r"\W+".join(map(str, cells)) + r"\b"
+
+
+def test_cli_dry_run_prints_the_counts_and_writes_nothing(small_db, tmp_path):
+    def files():
+        return {k for k in _tree(tmp_path) if not k.startswith(("small.db", "prefect-home"))}
+
+    tables, dump = _database(small_db)
+    before = files()
+    args = ["1", "2", "--format", "sft,rl", "--all-valid", "--validation-problems", "synthetic_b"]
+    expected = preview_export([1, 2], db_url=small_db, formats="sft,rl",
+                              filters=ExportFilters(improved_only=False, validation_problems=("synthetic_b",)))
+    done = _cli(["export", *args, "--dry-run"], tmp_path, small_db)  # no --out
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"campaigns: 1 2 ({expected.steps} steps read)" in out
+    assert f"dry run: {expected.rows} rows from 2 campaigns" in out
+    for fmt in ("sft", "rl"):
+        assert re.search(_table_row(fmt, expected.row_counts[fmt]), out), (fmt, out)
+    for fmt, reasons in expected.dropped.items():
+        assert f"dropped {fmt}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()) in out
+    assert "nothing was written or stored" in out
+    assert "discovery export 1 2 --format sft,rl --all-valid --validation-problems synthetic_b --out <folder>" in out
+
+    # with --out: the command names it, and it is not created
+    data = tmp_path / "data"
+    done = _cli(["export", *args, "--out", str(data), "--dry-run", "--json"], tmp_path, small_db)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["row_counts"] == expected.row_counts and shown["dropped"] == expected.dropped
+    assert shown["rows"] == expected.rows and shown["campaigns"] == [1, 2]
+    assert shown["command"] == f"discovery export {' '.join(args)} --out {data}"
+    # nothing passes: exit 0 all the same, and the reasons
+    done = _cli(["export", "1", "--format", "preference", "--min-gap", "1", "--dry-run"], tmp_path, small_db)
+    assert done.returncode == 0, done.stderr
+    assert "dry run: 0 rows from 1 campaign" in done.stdout and "dropped preference: min_gap " in done.stdout
+    assert "no rows pass the filters" in done.stdout
+
+    assert not data.exists() and files() == before, "no file written"
+    assert _database(small_db) == (tables, dump), "the database is unchanged, no export row"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["export", "7", "--dry-run"], "error: no campaign with id 7 (recent ids: 3, 2, 1)"),
+        (["export", "1", "--dry-run", "--top-pct", "0"], "error: top_pct must be a percentage in (0, 100]"),
+        (["export", "--replay", "1", "--dry-run"], "error: --dry-run previews a new export: drop --replay"),
         (["export", "7", "--out", "{out}"], "error: no campaign with id 7 (recent ids: 3, 2, 1)"),
         (["export", "--out", "{out}"], "error: no campaigns chosen: pass campaign ids"),
         (["export", "1", "--out", "{out}", "--top-pct", "0"], "error: top_pct must be a percentage in (0, 100]"),
