@@ -1,6 +1,5 @@
 """Campaigns: every campaign in the database, filterable; pick one to open it."""
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import state

@@ -1,6 +1,7 @@
 """Trajectory: the tree (or chain) of one trajectory's steps, coloured by score; click a node
 to open its program."""
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
@@ -40,7 +41,7 @@ state.set_params(campaign=campaign_id, trajectory=chosen)
 row = by_index.loc[chosen]
 st.caption(f"campaign **#{campaign_id} {info['name']}** · {info['problem']} ({info['direction']}) · "
            f"{info['strategy']} · kind **{row['kind']}**"
-           + ("" if row["parent_trajectory_id"] is None or row["parent_trajectory_id"] != row["parent_trajectory_id"]
+           + ("" if pd.isna(row["parent_trajectory_id"])
               else f" · branched from trajectory id {int(row['parent_trajectory_id'])}"))
 
 nodes = state.trajectory_nodes(url, int(row["trajectory_id"]), key)
@@ -70,7 +71,7 @@ event = st.dataframe(
 )
 if event is not None and event.selection.rows:
     cid = steps.iloc[event.selection.rows[0]]["candidate_id"]
-    if cid is not None and cid == cid:
+    if not pd.isna(cid):
         state.go("candidate", candidate=int(cid))
     else:
         st.info("That step produced no program (see its status); nothing to open.")
