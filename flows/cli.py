@@ -328,6 +328,23 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
+@app.command("dashboard")
+def dashboard_cmd(
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 shares it on the network)."),
+    port: int = typer.Option(8501, "--port", help="Port to listen on."),
+    open_browser: bool = typer.Option(False, "--open/--no-open", help="Open it in a web browser once it is up."),
+) -> None:
+    """Browse campaigns, trajectories and candidates in a local web dashboard (read-only; Ctrl-C stops it)."""
+    from flows.dashboard import DashboardError, launch_dashboard
+
+    try:
+        code = _guard(launch_dashboard, db_url=db, host=host, port=port, open_browser=open_browser)
+    except DashboardError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
 class _CompareProgressBars:
     """One rich progress row per strategy x seed run of a comparison (thread-safe updates)."""
 
@@ -530,13 +547,12 @@ def _command_line() -> str:
     return ""
 
 
-def _print_export(r) -> None:
+def _print_counts(r, title: str) -> None:
+    """Rows per format and split, then the dropped rows per reason, of an export or a preview."""
     from rich.table import Table
 
     from discovery.export.schema import SPLITS
 
-    console = _wide_console()
-    title = f"export {r.id}: {r.rows} rows from {len(r.campaigns)} campaign{'s' if len(r.campaigns) != 1 else ''}"
     table = Table(title=title)
     table.add_column("format")
     for split in SPLITS:
@@ -545,9 +561,17 @@ def _print_export(r) -> None:
     for fmt in r.formats:
         counts = r.row_counts.get(fmt, {})
         table.add_row(fmt, *[str(counts.get(s, 0)) for s in SPLITS], str(sum(counts.values())))
-    console.print(table)
+    _wide_console().print(table)
     for fmt, reasons in r.dropped.items():
         typer.echo(f"dropped {fmt}: " + ", ".join(f"{reason} {n}" for reason, n in reasons.items()))
+
+
+def _campaigns_title(what: str, r) -> str:
+    return f"{what}: {r.rows} rows from {len(r.campaigns)} campaign{'s' if len(r.campaigns) != 1 else ''}"
+
+
+def _print_export(r) -> None:
+    _print_counts(r, _campaigns_title(f"export {r.id}", r))
     typer.echo(f"out: {r.out_dir}")
     if r.replay_of is not None and r.identical is not None:
         typer.echo(f"replay of export {r.replay_of}: "
@@ -580,15 +604,19 @@ def export_cmd(
     strategy: Optional[list[str]] = typer.Option(None, "--strategy", help="Select campaigns of this strategy (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --out."),
     replay: Optional[int] = typer.Option(None, "--replay", help="Run export ID again with its stored parameters."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count the rows per format and split, and the dropped "
+                                 "rows per reason, and write nothing (--out not needed)."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export campaigns as post-training datasets (SFT, preference, RL) in JSONL and Parquet, with a card."""
     from discovery.export.schema import ExportFilters
-    from flows.export import export_dataset, reproduce_export
+    from flows.export import export_dataset, preview_export, reproduce_export
 
     problems, strategies = _split_list(problem), _split_list(strategy)
     command = _command_line() or None
+    if replay is not None and dry_run:
+        _fail("--dry-run previews a new export: drop --replay (`discovery exports ID` shows what it wrote)")
     if replay is not None:
         given = [name for name, used in (
             ("campaign ids", bool(campaign_ids)), ("--all", all_campaigns), ("--problem", bool(problems)),
@@ -600,8 +628,8 @@ def export_cmd(
             _fail(f"--replay re-uses the stored export's campaigns, formats and filters: drop {given[0]}")
         report = _guard(reproduce_export, replay, out_dir=out, db_url=db, overwrite=overwrite, command=command)
     else:
-        if out is None:
-            _fail("no output folder: pass --out DIR")
+        if out is None and not dry_run:
+            _fail("no output folder: pass --out DIR (or --dry-run to count the rows without writing)")
         if campaign_ids and (all_campaigns or problems or strategies):
             _fail("pass campaign ids or --all / --problem / --strategy, not both")
         if not campaign_ids and not (all_campaigns or problems or strategies):
@@ -610,12 +638,35 @@ def export_cmd(
         vp = tuple(v.strip() for v in (validation_problems or "").split(",") if v.strip())
         filters = ExportFilters(improved_only=not all_valid, top_pct=top_pct, prefix_to_best=prefix_to_best,
                                 min_gap=min_gap, keep_guidance=keep_guidance, validation_problems=vp)
+        if dry_run:
+            preview = _guard(preview_export, campaign_ids or None, formats=formats, filters=filters,
+                             problems=problems, strategies=strategies, db_url=db)
+            _print_preview(preview, out, json_out)
+            return
         report = _guard(export_dataset, campaign_ids or None, out_dir=out, formats=formats, filters=filters,
                         problems=problems, strategies=strategies, db_url=db, overwrite=overwrite, command=command)
     if json_out:
         typer.echo(json.dumps(_export_json(report), indent=2, default=str))
         return
     _print_export(report)
+
+
+def _print_preview(p, out: Optional[Path], json_out: bool) -> None:
+    import dataclasses
+
+    from flows.export import regenerate_command
+
+    command = p.command if out is None else regenerate_command(
+        {"campaigns": p.campaigns, "formats": p.formats, "filters": p.filters}, out_dir=str(out))
+    if json_out:
+        typer.echo(json.dumps({**dataclasses.asdict(p), "rows": p.rows, "command": command}, indent=2, default=str))
+        return
+    typer.echo(f"campaigns: {' '.join(map(str, p.campaigns))} ({p.steps} steps read)")
+    _print_counts(p, _campaigns_title("dry run", p))
+    if not p.rows:
+        typer.echo("no rows pass the filters: loosen them (e.g. --all-valid, no --top-pct); the export would fail")
+    typer.echo("dry run: nothing was written or stored; to write it:")
+    typer.echo(f"  {command}")
 
 
 def _export_json(r) -> dict:
