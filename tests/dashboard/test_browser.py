@@ -80,16 +80,12 @@ def page(browser):
 
 
 @pytest.fixture(scope="module")
-def campaign_db(tmp_path_factory, prefect_harness):
-    """A small real campaign, run through flows.api into its own SQLite file: (path, campaign id)."""
+def campaign_db(browse_db):
+    """The session's real campaigns database (tests/dashboard/conftest.py): (path, campaign id)."""
     from db.engine import dispose_engines
-    from flows.api import run_campaign
 
-    db = tmp_path_factory.mktemp("dashboard-campaign") / "campaigns.db"
-    summary = run_campaign("erdos_min_overlap", budget=16, chains=2, k=2, seed=0, db_url=f"sqlite:///{db}")
-    assert summary.campaign.status == "completed", summary.campaign.error
     dispose_engines()  # the dashboard alone has the file open, as after a `discovery run`
-    return db, summary.campaign.id
+    return browse_db.path, browse_db.simpletes
 
 
 def _free_port() -> int:
