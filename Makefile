@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sandbox_overhead.py
 	$(BIN)/python bench/export_scale.py
+	$(BIN)/python bench/dashboard_scale.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -49,12 +49,15 @@ def _program(rng: random.Random, n_values: int = 60) -> str:
             "# EVOLVE-BLOCK-END\n")
 
 
-def build_db(url: str, steps: int, *, campaigns: int = 4, chains: int = 4, k: int = 4, prompt_kb: float = 3.0,
-             seed: int = 0, problem: str | tuple[str, ...] = "erdos_min_overlap") -> dict[str, int]:
+def build_db(url: str, steps: int, *, campaigns: int = 4, chains: int | tuple[int, ...] = 4, k: int = 4,
+             prompt_kb: float = 3.0, seed: int = 0, problem: str | tuple[str, ...] = "erdos_min_overlap",
+             shares: tuple[float, ...] | None = None) -> dict[str, int]:
     """Writes `steps` steps (split over `campaigns` completed SimpleTES-like campaigns) into the
     empty database at url (ids from 1), through the real schema; returns counts. Scores are a noisy descent from the
     seed's 0.4066 (minimise), ~85 % of programs ok, ~5 % of responses unparsable. `problem` may
-    be several names: campaign i is of problem[i % len(problem)]."""
+    be several names: campaign i is of problem[i % len(problem)]. `shares` (one weight per
+    campaign; it sets the number of campaigns) splits the steps unevenly instead of equally, and
+    `chains` may be one number per campaign."""
     from db.engine import get_engine
     from db.models import utcnow
 
@@ -66,7 +69,12 @@ def build_db(url: str, steps: int, *, campaigns: int = 4, chains: int = 4, k: in
     now = utcnow()
     system = (TASK * max(1, int(prompt_kb * 1024 * 0.4 / len(TASK))))[: int(prompt_kb * 1024 * 0.4)]
     ids = {"step": 0, "cand": 0, "eval": 0, "traj": 0}
-    per_campaign = [steps // campaigns + (1 if i < steps % campaigns else 0) for i in range(campaigns)]
+    if shares is not None:
+        campaigns = len(shares)
+        per_campaign = [int(steps * w / sum(shares)) for w in shares]
+        per_campaign[0] += steps - sum(per_campaign)
+    else:
+        per_campaign = [steps // campaigns + (1 if i < steps % campaigns else 0) for i in range(campaigns)]
     counts = {"campaigns": campaigns, "steps": 0, "candidates": 0, "evaluations": 0}
 
     def nid(kind: str) -> int:
@@ -94,8 +102,10 @@ def _load(conn, counts, rng, now, system, nid, per_campaign, chains, k, prompt_k
 
     from db.models import Campaign, Candidate, Evaluation, Step, Trajectory
 
+    all_chains = chains
     for c in range(len(per_campaign)):
         cid = c + 1
+        chains = all_chains if isinstance(all_chains, int) else all_chains[c % len(all_chains)]
         name = problem if isinstance(problem, str) else problem[c % len(problem)]
         conn.execute(insert(Campaign), [dict(
             id=cid, name=f"bench {cid}", problem=name, strategy="simpletes", model="offline", seed=c,

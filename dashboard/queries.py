@@ -64,6 +64,30 @@ def database_status(engine: Engine) -> str:
     return "ok"
 
 
+def change_marker(engine: Engine) -> tuple:
+    """A few aggregates over the small tables that change whenever a campaign, comparison or
+    export is created, starts, finishes or changes status: what the dashboard keys its cached
+    lists on (read in a few milliseconds whatever the size of the step table). The last element
+    is the number of campaigns running (or created and not yet started)."""
+    with engine.connect() as conn:
+        campaigns = tuple(conn.execute(
+            select(func.count(), func.max(Campaign.id), func.max(Campaign.started_at), func.max(Campaign.finished_at),
+                   func.count().filter(Campaign.status.in_(("running", "created"))),
+                   func.count().filter(Campaign.status == "failed"))).one())
+        comparisons = tuple(conn.execute(
+            select(func.count(), func.max(Comparison.finished_at),
+                   func.count().filter(Comparison.status == "running"))).one())
+        exports = tuple(conn.execute(select(func.count(), func.max(Export.finished_at))).one())
+    return (*campaigns[:4], campaigns[5], *comparisons, *exports, campaigns[4])
+
+
+def campaign_head(engine: Engine, campaign_id: int) -> tuple[str, Any] | None:
+    """(status, finished_at) of one campaign, by primary key (None for an unknown id)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Campaign.status, Campaign.finished_at).where(Campaign.id == campaign_id)).first()
+    return None if row is None else (row[0], row[1])
+
+
 def _aware(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -201,9 +225,15 @@ def campaign_points(engine: Engine, campaign_id: int) -> pd.DataFrame:
         .order_by(Step.id)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(stmt).all(), columns=list(POINT_COLUMNS))
+        frame = _frame(conn.execute(stmt), POINT_COLUMNS)
     return _typed(frame, ints=("step_id", "trajectory", "trajectory_id"), nullable=("candidate_id",),
                   floats=("cost_usd", "score"), times=("created_at",), objects=("eval_status",))
+
+
+def _frame(result, columns) -> pd.DataFrame:
+    """A DataFrame from a result's rows as plain tuples (pandas builds it about twice as fast
+    from tuples as from SQLAlchemy Row objects: bench/dashboard_scale.py)."""
+    return pd.DataFrame([tuple(r) for r in result], columns=list(columns))
 
 
 def _typed(frame: pd.DataFrame, *, ints=(), nullable=(), floats=(), times=(), objects=(), bools=()) -> pd.DataFrame:
@@ -269,7 +299,7 @@ def trajectory_nodes(engine: Engine, trajectory_id: int) -> pd.DataFrame:
         .order_by(Step.index, Step.sample)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(stmt).all(), columns=list(NODE_COLUMNS))
+        frame = _frame(conn.execute(stmt), NODE_COLUMNS)
     return _typed(frame, ints=("step_id", "index", "sample"), nullable=("candidate_id", "parent_candidate_id"),
                   floats=("score",), objects=("eval_status",), bools=("committed",))
 

@@ -1,15 +1,19 @@
 """What every page shares: the read-only engine, cached queries, and links between pages.
 
-Caching: the cheap queries (campaign list, one campaign's totals) live a few seconds, so a
-running campaign shows its progress; the heavy per-campaign queries (every step's point, a
-trajectory's nodes) are keyed by a version of what they read (the row counts of the campaign
-and its status), so a finished campaign is read once and a running one again only when it
-has new rows.
+Caching, so that a page on a 100,000-step database reruns in milliseconds (bench/dashboard_scale.py):
+  - every list (campaigns, comparisons, exports) is cached under a *change marker*: a few
+    aggregates of the small tables (queries.change_marker, read every LIVE_TTL_S seconds), so
+    it is read again only when a campaign, comparison or export was added or changed status;
+  - a campaign's totals are cached under its (status, finished_at), and its heavy frames (every
+    step's point, a trajectory's nodes) under its row counts, so a finished campaign is read
+    once;
+  - while anything runs, the keys also hold a LIVE_TTL_S time bucket, so progress shows.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import pandas as pd
@@ -95,14 +99,48 @@ def best_known_citation(problem: str) -> str:
     return "" if known is None else known.citation
 
 
+def _bucket() -> int:
+    return int(time.time() // LIVE_TTL_S)
+
+
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def campaign_table(url: str) -> pd.DataFrame:
+def _marker(url: str) -> tuple:
+    return q.change_marker(_reader(url))
+
+
+def marker(url: str) -> tuple:
+    """What the cached lists are keyed on (with a time bucket while anything runs)."""
+    mark = _marker(url)
+    return (*mark, _bucket()) if mark[-1] else mark
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _campaign_table(url: str, key: tuple) -> pd.DataFrame:
     return q.campaign_table(_reader(url), best_known)
 
 
+def campaign_table(url: str) -> pd.DataFrame:
+    return _campaign_table(url, marker(url))
+
+
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def campaign_info(url: str, campaign_id: int) -> dict[str, Any] | None:
+def _campaign_head(url: str, campaign_id: int):
+    return q.campaign_head(_reader(url), campaign_id)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _campaign_info(url: str, campaign_id: int, key: tuple) -> dict[str, Any] | None:
     return q.campaign_info(_reader(url), campaign_id)
+
+
+def campaign_info(url: str, campaign_id: int) -> dict[str, Any] | None:
+    """One campaign's row and totals (None for an unknown id); re-read only when it changes."""
+    head = _campaign_head(url, campaign_id)
+    if head is None:
+        return None
+    status, finished = head
+    key = (status, str(finished), _bucket() if status in ("running", "created") else None)
+    return _campaign_info(url, campaign_id, key)
 
 
 def version(info: dict[str, Any]) -> tuple:
@@ -140,19 +178,36 @@ def candidate_detail(url: str, candidate_id: int) -> dict[str, Any] | None:
     return q.candidate_detail(_reader(url), candidate_id)
 
 
-@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def comparison_table(url: str) -> pd.DataFrame:
+@st.cache_data(max_entries=8, show_spinner=False)
+def _comparison_table(url: str, key: tuple) -> pd.DataFrame:
     return q.comparison_table(_reader(url))
 
 
-@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def comparison_detail(url: str, comparison_id: int) -> dict[str, Any] | None:
+def comparison_table(url: str) -> pd.DataFrame:
+    return _comparison_table(url, marker(url))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _comparison_detail(url: str, comparison_id: int, key: tuple) -> dict[str, Any] | None:
     return q.comparison_detail(_reader(url), comparison_id)
 
 
-@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def export_table(url: str) -> pd.DataFrame:
+def comparison_detail(url: str, comparison_id: int) -> dict[str, Any] | None:
+    return _comparison_detail(url, comparison_id, marker(url))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _export_table(url: str, key: tuple) -> pd.DataFrame:
     return q.export_table(_reader(url))
+
+
+def export_table(url: str) -> pd.DataFrame:
+    return _export_table(url, marker(url))
+
+
+def forget_lists() -> None:
+    """After this session wrote something (an export): read the lists again at once."""
+    _marker.clear()
 
 
 # ---------------------------------------------------------------- query parameters and links

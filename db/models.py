@@ -88,7 +88,10 @@ class Step(Base):
     __tablename__ = "step"
     __table_args__ = (
         UniqueConstraint("trajectory_id", "index", "sample"),
-        Index("ix_step_campaign_created", "campaign_id", "id"),
+        # covers the per-campaign totals and best-so-far points (migration 0004)
+        Index("ix_step_campaign_cover", "campaign_id", "id", "trajectory_id", "status", "prompt_tokens",
+              "completion_tokens", "cost_usd", "created_at"),
+        Index("ix_step_parent_candidate", "parent_candidate_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -120,6 +123,7 @@ class Candidate(Base):
     __table_args__ = (
         UniqueConstraint("step_id"),
         Index("ix_candidate_campaign_hash", "campaign_id", "program_hash"),
+        Index("ix_candidate_campaign_role", "campaign_id", "role", "evaluation_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -74,7 +74,7 @@ if st.button("Write dataset", type="primary", disabled=not (chosen and formats a
         except ExportError as exc:
             st.error(str(exc))
         else:
-            state.export_table.clear()
+            state.forget_lists()
             st.success(f"Export {report.id}: {report.rows:,} rows written to {report.out_dir}")
             st.dataframe([{"file": f, **v} for f, v in report.files.items()], hide_index=True, width="stretch")
 

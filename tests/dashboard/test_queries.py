@@ -199,3 +199,58 @@ def test_the_reader_sees_rows_written_after_it_opened(tmp_path):
     table = q.campaign_table(reader)
     assert list(table["name"]) == ["live"] and table["steps"].iloc[0] == 0
     assert math.isnan(table["best_score"].iloc[0])
+
+
+def test_change_marker_moves_when_a_campaign_is_added_or_changes_status(tmp_path):
+    url = f"sqlite:///{tmp_path / 'marker.db'}"
+    writer, reader = get_engine(url), get_reader(url)
+    empty = q.change_marker(reader)
+    cid = repo.create_campaign(writer, name="m", problem="erdos_min_overlap", strategy="simpletes", model="offline",
+                               seed=0, budget=4, direction="minimize", evaluator_version="1", config={})
+    created = q.change_marker(reader)
+    assert created != empty and created[-1] == 1  # last: campaigns running or about to
+    repo.set_campaign_status(writer, cid, "running")
+    assert q.change_marker(reader)[-1] == 1
+    repo.set_campaign_status(writer, cid, "completed")
+    done = q.change_marker(reader)
+    assert done not in (empty, created) and done[-1] == 0
+    assert q.change_marker(reader) == done  # nothing changed: the same marker
+    assert q.campaign_head(reader, cid)[0] == "completed" and q.campaign_head(reader, cid + 1) is None
+
+
+def test_migration_0004_adds_the_browsing_indexes_and_the_totals_use_them(tmp_path):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from db.engine import alembic_config, dispose_engines
+    from db.models import Base
+
+    def alembic(engine, action, revision):
+        cfg = alembic_config()
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            action(cfg, revision)
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = get_engine(url, migrate=False)
+    alembic(old, command.upgrade, "0003")
+    cid = repo.create_campaign(old, name="kept", problem="p", strategy="simpletes", model="offline", seed=0,
+                               budget=4, direction="minimize", evaluator_version="1", config={})
+    dispose_engines()
+    engine = get_engine(url)  # upgrades to head
+    names = {ix["name"] for ix in inspect(engine).get_indexes("step")}
+    assert {"ix_step_campaign_cover", "ix_step_parent_candidate"} <= names and "ix_step_campaign_created" not in names
+    assert "ix_candidate_campaign_role" in {ix["name"] for ix in inspect(engine).get_indexes("candidate")}
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT count(*), sum(prompt_tokens), sum(cost_usd), min(created_at) "
+            "FROM step WHERE campaign_id = 1"))
+        assert "COVERING INDEX ix_step_campaign_cover" in plan, plan
+    assert repo.get_campaign(engine, cid).name == "kept"
+    alembic(engine, command.downgrade, "0003")
+    assert "ix_step_campaign_created" in {ix["name"] for ix in inspect(engine).get_indexes("step")}
+    assert repo.get_campaign(engine, cid).name == "kept"
+    dispose_engines()
