@@ -29,18 +29,16 @@ Then, for each database, it measures:
 and prints one table: page, query/step, rows returned at each size, milliseconds at each size
 (cold / warm) and the 100k / 10k ratio of the warm times, plus the database files' sizes.
 
-    python bench/dashboard_scale.py [--sizes 10000,100000] [--repeats 3] [--keep DIR] [--try-fixes]
+    python bench/dashboard_scale.py [--sizes 10000,100000] [--repeats 3] [--keep DIR]
 
 --keep DIR keeps the databases in DIR and reuses the ones this script left there (same sizes).
---try-fixes then copies the largest database, adds the indexes of FIX_INDEXES and times the
-campaign and trajectory pages again: as they are, with the indexes, and with the indexes and
-the query frames built from tuples instead of SQLAlchemy Rows (patched for the measurement).
+(An earlier version also tried fixes on a copy of the database; they are now migration 0004 and
+dashboard/queries.py; BENCHMARKS.md keeps the before/after figures.)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import shutil
@@ -343,91 +341,6 @@ def time_page(url: str, page: str, t: dict[str, Any], ttl_rerun: bool = True) ->
     return out, problems
 
 
-# ---------------------------------------------------------------- a fix, tried on a copy
-
-FIX_INDEXES = (
-    # the per-campaign step aggregates and points read these columns, which sit after the
-    # ~3 KB `messages` JSON in each row (overflow pages): a covering index reads none of it
-    "CREATE INDEX ix_step_campaign_cover ON step "
-    "(campaign_id, id, trajectory_id, status, prompt_tokens, completion_tokens, cost_usd, created_at)",
-    # seed and best-candidate look-ups: rowid order instead of program-hash order, role in the index
-    "CREATE INDEX ix_candidate_campaign_role ON candidate (campaign_id, role, evaluation_id)",
-)
-FIX_PAGES = ("campaign", "trajectory")
-
-
-@contextlib.contextmanager
-def rows_as_tuples():
-    """dashboard.queries builds its frames with pd.DataFrame(<list of SQLAlchemy Rows>); pandas
-    probes each Row with hasattr(row, "dtype"), which costs an exception per row. For the
-    measurement only, this converts the rows to tuples first (the rewrite being measured)."""
-    from sqlalchemy.engine import Row
-
-    from dashboard import queries as q
-
-    real = q.pd
-
-    class Pandas:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real, name)
-
-        @staticmethod
-        def DataFrame(data=None, *args, **kwargs):  # noqa: N802 - pandas' name
-            if isinstance(data, list) and data and isinstance(data[0], Row):
-                data = [tuple(r) for r in data]
-            return real.DataFrame(data, *args, **kwargs)
-
-    q.pd = Pandas()
-    try:
-        yield
-    finally:
-        q.pd = real
-
-
-def try_fixes(path: Path, folder: Path, repeats: int) -> None:
-    """Copies the database, adds FIX_INDEXES, and times the campaign and trajectory pages'
-    queries and whole pages as they are, with the indexes, and with the indexes and rows_as_tuples."""
-    import sqlite3
-
-    copy = folder / "fix-copy.db"
-    for leftover in (copy, copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
-        leftover.unlink(missing_ok=True)
-    src, dst = sqlite3.connect(path), sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
-    print()
-    print(f"fix trial on a copy of {path.name} ({copy.stat().st_size / 2**20:.1f} MiB):")
-    for sql in FIX_INDEXES:
-        t0 = time.perf_counter()
-        dst.execute(sql)
-        dst.commit()
-        print(f"  {(time.perf_counter() - t0) * 1e3:.0f} ms  {sql}")
-    dst.close()
-    print(f"  file after the indexes: {copy.stat().st_size / 2**20:.1f} MiB")
-    url_as_is, url_fixed = f"sqlite:///{path}", f"sqlite:///{copy}"
-    t = targets(url_as_is)
-    plan = query_plan(t)
-    labels = list(dict.fromkeys(label for page in FIX_PAGES for label, _fn in plan[page]))
-    fns = {label: fn for page in FIX_PAGES for label, fn in plan[page]}
-    variants = (("as is", url_as_is, False), ("+ indexes", url_fixed, False),
-                ("+ indexes + rows as tuples", url_fixed, True))
-    timed: dict[str, dict[str, tuple[float, float]]] = {}
-    for name, url, tuples in variants:
-        with rows_as_tuples() if tuples else contextlib.nullcontext():
-            timed[name] = {label: time_query(url, fns[label], repeats)[:2] for label in labels}
-            for page in FIX_PAGES:
-                ms, _problems = time_page(url, page, t)
-                timed[name][f"{page}: {PAGE_RUN}"] = (ms["first"], ms["warm"])
-                timed[name][f"{page}: {PAGE_TTL}"] = (float("nan"), ms["ttl"])
-        _clear_caches()
-    header = "| query/step | " + " | ".join(f"{n} cold ms | {n} warm ms" for n, _u, _t in variants) + " |"
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for label in timed["as is"]:
-        cells = " | ".join("-" if v != v else f"{v:.1f}" for n, _u, _t in variants for v in timed[n][label])
-        print(f"| {label} | {cells} |")
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -493,9 +406,6 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000", help="Comma-separated numbers of stored steps (two or more).")
     ap.add_argument("--repeats", type=int, default=3, help="Repeats per query (medians are printed).")
     ap.add_argument("--keep", metavar="DIR", help="Keep the databases in DIR (and reuse those already there).")
-    ap.add_argument("--try-fixes", action="store_true",
-                    help="Also time the campaign and trajectory pages on a copy of the largest database with the "
-                         "indexes of FIX_INDEXES (and DataFrames built from tuples).")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     logging.disable(logging.WARNING)  # AppTest's "no runtime found" notices (page exceptions are collected)
@@ -516,9 +426,6 @@ def main() -> None:
             measured[n] = measure(f"sqlite:///{built[n][0]}", args.repeats)
             measured[n] = (*measured[n], time.perf_counter() - t0)
         report(sizes, built, measured, args, time.perf_counter() - start)
-        if args.try_fixes:
-            try_fixes(built[sizes[-1]][0], folder, args.repeats)
-            print(f"total with the fix trial {time.perf_counter() - start:.0f} s")
     finally:
         from db.engine import dispose_engines
 
