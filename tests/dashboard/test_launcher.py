@@ -115,18 +115,12 @@ def test_missing_sqlite_file_is_not_created_and_the_app_gets_an_absolute_url(tmp
 
 
 def test_existing_database_is_migrated_to_the_newest_revision(tmp_path, fake_popen):
-    from alembic import command
-    from sqlalchemy import create_engine
-
-    from db.engine import alembic_config, alembic_head
+    from db.engine import alembic_head, dispose_engines
+    from tests.migrations import old_database
 
     db = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{db}")
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0001")
-    engine.dispose()
+    old_database(f"sqlite:///{db}", "0001")
+    dispose_engines()
     app = tmp_path / "app.py"
     app.write_text(TINY_APP)
     assert launch_dashboard(db_url=f"sqlite:///{db}", port=_free_port(), app=app, echo=lambda _m: None) == 0

@@ -220,31 +220,20 @@ def test_change_marker_moves_when_a_campaign_is_added_or_changes_status(tmp_path
 
 def test_migration_0004_adds_the_browsing_indexes_and_the_totals_use_them(tmp_path):
     from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
     from sqlalchemy import inspect
 
-    from db.engine import alembic_config, dispose_engines
-    from db.models import Base
-
-    def alembic(engine, action, revision):
-        cfg = alembic_config()
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            action(cfg, revision)
+    from db.engine import dispose_engines
+    from tests.migrations import alembic, kept_campaign, old_database, schema_diff
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = get_engine(url, migrate=False)
-    alembic(old, command.upgrade, "0003")
-    cid = repo.create_campaign(old, name="kept", problem="p", strategy="simpletes", model="offline", seed=0,
-                               budget=4, direction="minimize", evaluator_version="1", config={})
+    cid = kept_campaign(old_database(url, "0003"))
     dispose_engines()
     engine = get_engine(url)  # upgrades to head
     names = {ix["name"] for ix in inspect(engine).get_indexes("step")}
     assert {"ix_step_campaign_cover", "ix_step_parent_candidate"} <= names and "ix_step_campaign_created" not in names
     assert "ix_candidate_campaign_role" in {ix["name"] for ix in inspect(engine).get_indexes("candidate")}
+    assert schema_diff(engine) == []
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN SELECT count(*), sum(prompt_tokens), sum(cost_usd), min(created_at) "
             "FROM step WHERE campaign_id = 1"))

@@ -152,44 +152,28 @@ def test_unknown_problem_writes_nothing(tmp_path):
 # ---------------------------------------------------------------- storage
 
 
-def _alembic(engine, action, revision):
-    """Runs alembic `action` (command.upgrade or command.downgrade) to `revision` on engine."""
-    from db.engine import alembic_config
-
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        action(cfg, revision)
-
-
 def test_migration_0002_matches_the_models_and_upgrades_a_0001_database(tmp_path):
     from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
     from db.engine import dispose_engines
-    from db.models import Base
+    from tests.migrations import alembic, kept_campaign, old_database, revision, schema_diff
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = get_engine(url, migrate=False)
-    _alembic(old, command.upgrade, "0001")
-    cid = repo.create_campaign(old, name="kept", problem="p", strategy="simpletes", model="offline", seed=0, budget=4,
-                               direction="minimize", evaluator_version="1", config={"problem": "p"})
+    old = old_database(url, "0001")
+    cid = kept_campaign(old)
     assert not inspect(old).has_table("comparison")
     dispose_engines()
     engine = get_engine(url)  # opening migrates to head
     assert {"comparison", "comparison_run"} <= set(inspect(engine).get_table_names())
     assert repo.get_campaign(engine, cid).name == "kept"
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == alembic_head()
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    assert revision(engine) == alembic_head() and schema_diff(engine) == []
     comparison_id, runs = repo.create_comparison(engine, name="n", problem="p", strategies=["simpletes"], seeds=[0],
                                                  budget=4, target_pct=1.0, config={})
     repo.update_comparison_run(engine, runs[("simpletes", 0)], campaign_id=cid, status="completed", wall_s=1.5)
     row, stored = repo.get_comparison(engine, comparison_id)
     assert row.status == "running" and [(r.campaign_id, r.status, r.wall_s) for r in stored] == [(cid, "completed", 1.5)]
-    _alembic(engine, command.downgrade, "0001")
+    alembic(engine, command.downgrade, "0001")
     assert not inspect(engine).has_table("comparison") and repo.get_campaign(engine, cid).name == "kept"
     dispose_engines()
 

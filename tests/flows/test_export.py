@@ -639,33 +639,19 @@ def test_disk_dedup_remembers_keys_across_commits(tmp_path):
 
 def test_migration_0003_adds_the_export_table_and_matches_the_models(tmp_path):
     from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
-    from db.engine import alembic_config
-    from db.models import Base
-
-    def alembic(engine, action, revision):
-        cfg = alembic_config()
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            action(cfg, revision)
+    from db.engine import alembic_head
+    from tests.migrations import alembic, kept_campaign, old_database, revision, schema_diff
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = get_engine(url, migrate=False)
-    alembic(old, command.upgrade, "0002")
-    cid = repo.create_campaign(old, name="kept", problem="p", strategy="simpletes", model="offline", seed=0,
-                               budget=4, direction="minimize", evaluator_version="1", config={"problem": "p"})
+    old = old_database(url, "0002")
+    cid = kept_campaign(old)
     assert not inspect(old).has_table("export")
     dispose_engines()
     engine = get_engine(url)
     assert inspect(engine).has_table("export") and repo.get_campaign(engine, cid).name == "kept"
-    with engine.connect() as conn:
-        from db.engine import alembic_head
-
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == alembic_head()
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    assert revision(engine) == alembic_head() and schema_diff(engine) == []
     first = repo.create_export(engine, username="u", command="c", params={"campaigns": [cid]}, out_dir="/x")
     second = repo.create_export(engine, username="u", command="c", params={}, out_dir="/y", replay_of=first)
     assert repo.get_export(engine, second).replay_of == first
