@@ -4,15 +4,24 @@ The URL comes from the argument, else `DISCOVERY_DB_URL`, else `sqlite:///./disc
 SQLite runs in WAL mode with a busy timeout and foreign keys on, and writers take the write
 lock up front (`BEGIN IMMEDIATE`), because a deferred transaction that reads and then writes
 fails at once under contention instead of waiting for the busy timeout.
+
+PostgreSQL (`postgresql+psycopg://user:pw@host:port/db`; a bare `postgresql://` URL is read as
+psycopg 3) runs on a bounded, pre-pinged pool, with every session in UTC. Two things SQLite
+stores and PostgreSQL refuses are mapped on the way in: NaN and infinities inside JSON values
+(PostgreSQL's json type rejects them; they are stored as {"__float__": "nan"} and read back as
+floats) and NUL characters in text (replaced by U+FFFD, as undecodable output already is), so a
+candidate that prints a NUL or a metric that is NaN never costs a row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -29,20 +38,41 @@ class DatabaseError(RuntimeError):
 
 
 def resolve_url(url: str | None = None) -> str:
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    return normalize_url(url or os.environ.get(ENV_VAR) or DEFAULT_URL)
+
+
+def normalize_url(url: str) -> str:
+    """A bare `postgresql://` (or Heroku-style `postgres://`) URL -> `postgresql+psycopg://`.
+
+    SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed: the PostgreSQL
+    driver of this project is psycopg 3 (the `postgres` extra). Other URLs are left as they are.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def _check_url(url: str) -> None:
     try:
-        parsed = make_url(url)
+        parsed = make_url(normalize_url(url))
     except ArgumentError:
         raise DatabaseError(
             f"invalid database URL {url!r}: use a SQLAlchemy URL such as sqlite:///discovery.db "
             f"or postgresql+psycopg://user:pw@host/db (set {ENV_VAR})"
         ) from None
     try:
-        parsed.get_dialect()
+        dialect = parsed.get_dialect()
+        if parsed.get_backend_name() == "postgresql":
+            if dialect.is_async:
+                raise ImportError("an asyncio driver")
+            dialect.import_dbapi()  # get_dialect() alone does not import the driver
     except Exception:
+        if parsed.get_backend_name() == "postgresql":
+            raise DatabaseError(
+                f"cannot use the driver {parsed.get_driver_name()!r} of {parsed.render_as_string(hide_password=True)!r}: "
+                f"use postgresql://user:pw@host:port/db (psycopg 3: pip install 'discovery-platform[postgres]')"
+            ) from None
         raise DatabaseError(
             f"unsupported database URL {url!r}: the driver {parsed.drivername!r} is not installed or unknown; "
             f"use sqlite:///PATH or install the driver for {parsed.get_backend_name()}"
@@ -69,6 +99,76 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# ---------------------------------------------------------------- PostgreSQL
+
+PG_TIMEZONE = "UTC"  # timestamptz values come back in UTC, as SQLite's naive UTC values are meant
+_FLOAT_TAG = "__float__"
+
+
+def _tag_nonfinite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_FLOAT_TAG: repr(float(value))}  # 'nan', 'inf', '-inf'
+    if isinstance(value, dict):
+        return {k: _tag_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_nonfinite(v) for v in value]
+    return value
+
+
+def _untag_nonfinite(obj: dict) -> Any:
+    if len(obj) == 1 and obj.get(_FLOAT_TAG) in ("nan", "inf", "-inf"):
+        return float(obj[_FLOAT_TAG])
+    return obj
+
+
+def pg_json_dumps(value: Any) -> str:
+    """json.dumps for PostgreSQL's json type, which rejects NaN and Infinity: a non-finite float
+    is written as {"__float__": "nan" | "inf" | "-inf"} (pg_json_loads turns it back)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere inside
+        return json.dumps(_tag_nonfinite(value), allow_nan=False)
+
+
+def pg_json_loads(data: str | bytes) -> Any:
+    marker = f'"{_FLOAT_TAG}"'
+    if (marker.encode() if isinstance(data, (bytes, bytearray)) else marker) not in data:
+        return json.loads(data)
+    return json.loads(data, object_hook=_untag_nonfinite)
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_strip_nul(v) for v in value)
+    return value
+
+
+def _postgresql_kwargs(url: str, *, options: str = "") -> dict:
+    """create_engine arguments for PostgreSQL: session options (merged with any `options` in the
+    URL's query), the JSON codec above. Pool settings are the caller's."""
+    parsed = make_url(url)
+    wanted = f"-c timezone={PG_TIMEZONE} {options}".strip()
+    given = parsed.query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return {
+        "connect_args": {"options": f"{given} {wanted}" if given else wanted},
+        "json_serializer": pg_json_dumps,
+        "json_deserializer": pg_json_loads,
+    }
+
+
+def _postgresql_events(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _no_nul(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        # PostgreSQL text cannot hold NUL (psycopg refuses the whole statement): U+FFFD instead.
+        return statement, _strip_nul(parameters)
+
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -85,11 +185,17 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         kwargs: dict = {}
         if backend == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        elif backend == "postgresql":
+            # Bounded: at most 30 connections per process (a worker's threads share them and wait
+            # up to pool_timeout for one), each pinged on checkout so a restarted server costs no write.
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, **_postgresql_kwargs(url))
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         engine = create_engine(url, **kwargs)
         if backend == "sqlite":
             _sqlite_pragmas(engine)
+        elif backend == "postgresql":
+            _postgresql_events(engine)
         if migrate:
             upgrade(engine)
         _engines[url] = engine
@@ -139,7 +245,8 @@ def get_reader(url: str | None = None) -> Engine:
                 cursor.close()
         elif make_url(url).get_backend_name() == "postgresql":
             engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                                   connect_args={"options": "-c default_transaction_read_only=on"})
+                                   **_postgresql_kwargs(url, options="-c default_transaction_read_only=on"))
+            _postgresql_events(engine)
         else:
             engine = create_engine(url)
         _readers[url] = engine
@@ -171,14 +278,24 @@ def alembic_head() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+MIGRATION_LOCK = 0x646973636F76  # a PostgreSQL advisory lock key ("discov"): one migrator at a time
+
+
 def upgrade(engine: Engine) -> None:
-    """Applies Alembic migrations up to head (idempotent)."""
+    """Applies Alembic migrations up to head (idempotent).
+
+    Workers that open one database at once take turns: on PostgreSQL the migration transaction
+    first takes an advisory lock (released at its commit), so the second worker finds the schema
+    at head instead of creating the same tables again; SQLite's BEGIN IMMEDIATE does the same.
+    """
     from alembic import command
 
     cfg = alembic_config()
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:

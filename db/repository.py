@@ -1,7 +1,10 @@
 """Repository functions: every read and write the flows and the CLI make, one transaction each.
 
 Writers are idempotent on the keys documented in db.models, so a resumed or retried task that
-repeats a write gets the existing row back instead of a duplicate.
+repeats a write gets the existing row back instead of a duplicate. The same holds for concurrent
+writers (threads, processes, machines sharing one PostgreSQL): a keyed row is inserted with
+INSERT ... ON CONFLICT DO NOTHING (see _insert_once) and the existing row read back in the same
+transaction, never by catching an IntegrityError (which aborts a PostgreSQL transaction).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, create_engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.pool import NullPool
 
 from db.engine import BUSY_TIMEOUT_MS, session_scope
@@ -89,24 +92,56 @@ def set_campaign_status(engine: Engine, campaign_id: int, status: str, *, error:
         s.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
 
 
+# ---------------------------------------------------------------- idempotent inserts
+
+
+ON_CONFLICT_DIALECTS = ("postgresql", "sqlite")  # INSERT ... ON CONFLICT DO NOTHING RETURNING
+
+
+def _insert_once(s: Session, model: type, values: dict[str, Any], keys: Sequence[str]) -> int | None:
+    """Inserts one row of `model` unless a row with the same `keys` (a unique constraint) exists:
+    returns the new row's id, or None when that row exists, in which case the caller reads it in
+    the same transaction.
+
+    PostgreSQL and SQLite: INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING id. A conflict is
+    not an error, so the transaction goes on; PostgreSQL first waits for a concurrent writer of
+    the same key to commit or roll back, so a None means the row is committed, and the next
+    statement (READ COMMITTED) sees it; SQLite writers hold the write lock (BEGIN IMMEDIATE).
+    Other databases: the plain INSERT inside a SAVEPOINT, rolled back to on a duplicate key.
+    """
+    name = s.get_bind().dialect.name
+    if name in ON_CONFLICT_DIALECTS:
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+        return s.scalar(stmt.returning(model.id))
+    try:
+        with s.begin_nested():
+            row = model(**values)
+            s.add(row)
+            s.flush()
+            return row.id
+    except IntegrityError:
+        if s.scalar(select(model.id).filter_by(**{k: values[k] for k in keys})) is None:
+            raise  # not a duplicate key (a missing parent row, say)
+        return None
+
+
 # ---------------------------------------------------------------- trajectories and steps
 
 
 def ensure_trajectory(engine: Engine, campaign_id: int, index: int, kind: str = "chain") -> int:
     """Returns the id of trajectory `index` of the campaign, creating it once."""
+    where = (Trajectory.campaign_id == campaign_id, Trajectory.index == index)
     with session_scope(engine) as s:
-        found = s.scalar(select(Trajectory.id).where(Trajectory.campaign_id == campaign_id, Trajectory.index == index))
+        found = s.scalar(select(Trajectory.id).where(*where))
         if found is not None:
             return found
-    try:
-        with session_scope(engine) as s:
-            row = Trajectory(campaign_id=campaign_id, index=index, kind=kind)
-            s.add(row)
-            s.flush()
-            return row.id
-    except IntegrityError:
-        with session_scope(engine) as s:
-            return s.scalar(select(Trajectory.id).where(Trajectory.campaign_id == campaign_id, Trajectory.index == index))
+        new = _insert_once(s, Trajectory, dict(campaign_id=campaign_id, index=index, kind=kind),
+                           ("campaign_id", "index"))
+        return new if new is not None else s.scalar(select(Trajectory.id).where(*where))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,45 +192,38 @@ def record_step(
     `candidate` holds code, program_hash, parent_ids and diff. Idempotent on
     (trajectory_id, index, sample): a repeat returns the stored ids and writes nothing.
     """
-    try:
-        with session_scope(engine) as s:
-            step = Step(
-                campaign_id=campaign_id,
-                trajectory_id=trajectory_id,
-                index=index,
-                sample=sample,
-                mode=mode,
-                messages=[dict(m) for m in messages],
-                parent_candidate_id=parent_candidate_id,
-                response=response,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost_usd=cost_usd,
-                latency_s=latency_s,
-                attempts=attempts,
-                status=status,
-                error=error,
-                bookkeeping={},
-            )
-            s.add(step)
-            s.flush()
-            candidate_id = None
-            if candidate is not None:
-                cand = Candidate(campaign_id=campaign_id, step_id=step.id, role="proposal", **candidate)
-                s.add(cand)
-                s.flush()
-                candidate_id = cand.id
-            return step.id, candidate_id
-    except IntegrityError:
-        with session_scope(engine) as s:
+    with session_scope(engine) as s:
+        step_id = _insert_once(s, Step, dict(
+            campaign_id=campaign_id,
+            trajectory_id=trajectory_id,
+            index=index,
+            sample=sample,
+            mode=mode,
+            messages=[dict(m) for m in messages],
+            parent_candidate_id=parent_candidate_id,
+            response=response,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd,
+            latency_s=latency_s,
+            attempts=attempts,
+            status=status,
+            error=error,
+            bookkeeping={},
+        ), ("trajectory_id", "index", "sample"))
+        if step_id is None:  # stored before (a retry, a resumed campaign, another worker): its ids
             step_id = s.scalar(
                 select(Step.id).where(Step.trajectory_id == trajectory_id, Step.index == index, Step.sample == sample)
             )
-            if step_id is None:
-                raise
-            cand_id = s.scalar(select(Candidate.id).where(Candidate.step_id == step_id))
-            return step_id, cand_id
+            return step_id, s.scalar(select(Candidate.id).where(Candidate.step_id == step_id))
+        candidate_id = None
+        if candidate is not None:
+            cand = Candidate(campaign_id=campaign_id, step_id=step_id, role="proposal", **candidate)
+            s.add(cand)
+            s.flush()
+            candidate_id = cand.id
+        return step_id, candidate_id
 
 
 def finish_move(engine: Engine, step_ids: dict[int, int], committed: int | None, bookkeeping: dict[int, dict]) -> None:
@@ -213,7 +241,14 @@ def finish_move(engine: Engine, step_ids: dict[int, int], committed: int | None,
 
 
 def ensure_seed_candidate(engine: Engine, campaign_id: int, code: str, program_hash: str) -> int:
+    """Returns the id of the campaign's seed candidate, creating it once.
+
+    The key (campaign_id, role="seed") has no unique constraint, so concurrent callers take turns
+    on the campaign's row: SELECT ... FOR NO KEY UPDATE on PostgreSQL (it does not block writers
+    of the campaign's other rows), nothing on SQLite, whose writers already take turns.
+    """
     with session_scope(engine) as s:
+        s.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update(key_share=True))
         found = s.scalar(select(Candidate.id).where(Candidate.campaign_id == campaign_id, Candidate.role == "seed"))
         if found is not None:
             return found
@@ -256,22 +291,17 @@ def record_evaluation(
     A search evaluation becomes the candidate's evaluation (candidate.evaluation_id); other kinds
     (holdout, recheck) are stored beside it and never replace what the search saw.
     """
-    link = kind == "search"
-    try:
-        with session_scope(engine) as s:
-            ev = Evaluation(campaign_id=campaign_id, candidate_id=candidate_id, cache_key=cache_key, kind=kind, **fields)
-            s.add(ev)
-            s.flush()
-            if link:
-                s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=ev.id))
-            return ev.id
-    except IntegrityError:
-        existing = find_evaluation(engine, campaign_id, cache_key)
-        if existing is None:
-            raise
-        if link:
-            link_evaluation(engine, candidate_id, existing.id)
-        return existing.id
+    with session_scope(engine) as s:
+        ev_id = _insert_once(s, Evaluation, dict(campaign_id=campaign_id, candidate_id=candidate_id,
+                                                 cache_key=cache_key, kind=kind, **fields),
+                             ("campaign_id", "cache_key"))
+        if ev_id is None:  # stored before, or an identical program's evaluation: shared
+            ev_id = s.scalar(
+                select(Evaluation.id).where(Evaluation.campaign_id == campaign_id, Evaluation.cache_key == cache_key)
+            )
+        if kind == "search":
+            s.execute(update(Candidate).where(Candidate.id == candidate_id).values(evaluation_id=ev_id))
+        return ev_id
 
 
 def top_candidates(engine: Engine, campaign_id: int, direction: str, limit: int) -> list[tuple[Candidate, Evaluation]]:

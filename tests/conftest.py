@@ -36,3 +36,44 @@ def prefect_harness(tmp_path_factory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/pg.py), started by the first test that asks.
+
+    Not installed: the test is skipped locally, and fails under CI (CI=true), which must run it
+    (.ci/run installs Debian's `postgresql`)."""
+    from tests.pg import PostgresUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"{exc} (CI must run the PostgreSQL tests)", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        from db.engine import dispose_engines
+
+        dispose_engines()
+        server.stop()
+
+
+@pytest.fixture()
+def pg_url(postgres_server):
+    """The postgresql+psycopg:// URL of a fresh, empty database, dropped after the test."""
+    from db.engine import dispose_engines
+
+    url = postgres_server.create_database()
+    yield url
+    dispose_engines()  # the cached engines hold connections to it
+    postgres_server.drop_database(url)
