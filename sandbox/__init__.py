@@ -10,6 +10,14 @@ Backends:
             rlimits and a scrubbed environment only (network, files and /proc of the platform's
             own user stay reachable, and a child that clears its environment and calls setsid
             can outlive the run).
+  docker  - warm Docker containers reused across evaluations (sandbox/docker.py): no network,
+            read-only root file system with a tmpfs work dir wiped and verified after every
+            run, uid 65534 with no capabilities, memory/CPU/pids limits of the container plus
+            the runner's rlimits, a trusted supervisor as the container's pid 1. The image (not
+            RunRequest.python) defines the candidate environment: DockerSandbox(image=...), else
+            $DISCOVERY_DOCKER_IMAGE, else an image built locally from this machine's own
+            interpreter and numpy (sandbox/images/build.py). Needs a reachable Docker engine;
+            never chosen by "auto".
 
 Per request, RunRequest.python selects the interpreter (a candidate env from
 sandbox.envs.candidate_python, holding only a problem's requirements; its prefixes and its base
@@ -26,12 +34,14 @@ import threading
 
 from sandbox.base import Limits, RunRequest, RunResult, RunStatus, Sandbox
 from sandbox.bwrap import BwrapSandbox, find_bwrap
+from sandbox.docker import DockerSandbox, DockerSandboxError, docker_available
 from sandbox.process import ProcessSandbox
 
-__all__ = ["BwrapSandbox", "Limits", "ProcessSandbox", "RunRequest", "RunResult", "RunStatus",
-           "Sandbox", "bwrap_available", "get_sandbox"]
+__all__ = ["BwrapSandbox", "DockerSandbox", "DockerSandboxError", "Limits", "ProcessSandbox",
+           "RunRequest", "RunResult", "RunStatus", "Sandbox", "bwrap_available",
+           "docker_available", "get_sandbox"]
 
-BACKENDS = ("auto", "bwrap", "process")
+BACKENDS = ("auto", "bwrap", "docker", "process")
 _probe_lock = threading.Lock()
 _probe: tuple[bool, str] | None = None
 
@@ -54,11 +64,14 @@ def bwrap_available() -> tuple[bool, str]:
 
 
 def get_sandbox(name: str | None = None) -> Sandbox:
-    """A sandbox by backend name; None or "auto" prefers bwrap when it works here."""
+    """A sandbox by backend name; None or "auto" prefers bwrap when it works here. "docker" is
+    a DockerSandbox with its default image (nothing contacts the engine until the first run)."""
     if name is None or name == "auto":
         return BwrapSandbox() if bwrap_available()[0] else ProcessSandbox()
     if name == "bwrap":
         return BwrapSandbox()
+    if name == "docker":
+        return DockerSandbox()
     if name == "process":
         return ProcessSandbox()
     raise ValueError(f"unknown sandbox {name!r}; valid names: {', '.join(BACKENDS)}")

@@ -1,5 +1,9 @@
 """Fixtures for the sandbox tests: one parametrised fixture per backend, and candidate envs
-built once per test session in a session temp dir."""
+built once per test session in a session temp dir.
+
+The docker backend needs a reachable Docker engine: without one the docker tests are skipped,
+except in CI (the CI variable set), where they fail with the reason (.ci/run starts dockerd).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,37 @@ BACKENDS = [
     pytest.param("process", id="process"),
     pytest.param("bwrap", id="bwrap", marks=pytest.mark.skipif(
         find_bwrap() is None, reason="bwrap (bubblewrap) is not installed")),
+    pytest.param("docker", id="docker"),
 ]
+
+
+def require_docker() -> None:
+    """Skips the calling test when no Docker engine is reachable, unless in CI: there it fails."""
+    from sandbox import docker_available
+
+    ok, reason = docker_available()
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"the docker sandbox tests must run in CI, but {reason} "
+                    f"(.ci/run installs docker.io and starts dockerd)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox():
+    """One DockerSandbox for the session (its warm containers serve every docker test); the
+    image is built locally on first use (sandbox/images/build.py). Closed at the end."""
+    require_docker()
+    from sandbox import DockerSandbox
+    from sandbox.images.build import ensure_local_image
+
+    start = time.monotonic()
+    tag = ensure_local_image(log=lambda msg: print(f"\n{msg}"))
+    print(f"\ndocker sandbox image {tag} ready in {time.monotonic() - start:.1f}s")
+    sb = DockerSandbox(tag, max_idle=8)
+    yield sb
+    sb.close()
 
 
 @pytest.fixture(scope="session")
@@ -58,11 +92,14 @@ def stdlib_python(envs_dir):
 
 @pytest.fixture(params=BACKENDS)
 def sandbox(request):
+    if request.param == "docker":
+        return request.getfixturevalue("docker_sandbox")
     return ProcessSandbox() if request.param == "process" else BwrapSandbox()
 
 
 def needs_isolation(sandbox) -> None:
-    """The process backend isolates network, file system and /proc only when run as root."""
+    """The process backend isolates network, file system and /proc only when run as root (bwrap
+    and docker always do)."""
     if sandbox.name == "process" and os.geteuid() != 0:
         pytest.skip("the process backend isolates the network and file system only as root")
 

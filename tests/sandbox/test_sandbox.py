@@ -1,4 +1,6 @@
-"""Behaviour of both sandbox backends against normal and hostile candidates."""
+"""Behaviour of every sandbox backend (process, bwrap, docker) against normal and hostile
+candidates. Where a check cannot mean the same thing on docker, the test says so and checks the
+docker equivalent (docker-only behaviour is in test_docker.py)."""
 
 from __future__ import annotations
 
@@ -78,7 +80,10 @@ def test_cpu_burn_is_killed(sandbox):
             wall_seconds=30)
     assert r.status == "killed", r
     assert "cpu limit" in r.error and r.signal is not None
-    assert r.cpu_s >= 0.9 and r.duration_s < 10
+    # The kernel enforces RLIMIT_CPU on tick-sampled CPU time while cpu_s is the precise run
+    # time from rusage; on a contended machine ticks over-charge a busy loop (measured here:
+    # 0.70-0.89 s for the 1 s limit on bwrap, process and docker under load, 0.95-1.05 s idle).
+    assert r.cpu_s >= 0.5 and r.duration_s < 10
 
 
 def test_memory_bomb_is_killed(sandbox):
@@ -273,6 +278,16 @@ def test_many_runs_from_threads(sandbox):
 
 
 def test_work_dir_is_removed(sandbox, tmp_path):
+    if sandbox.name == "docker":
+        # Docker's work dir is the container's /work tmpfs, not a dir under a host work_root:
+        # what a run leaves there must be gone before the next run in the same container.
+        r = run(sandbox, "import os\ndef f():\n    open('left.txt', 'w').write('x')\n"
+                "    os.mkdir('d')\n    return os.getcwd()\n")
+        assert r.status == "ok" and r.output == "/work", r
+        r = run(sandbox, "import os\ndef f():\n    return sorted(os.listdir('/work'))\n")
+        assert r.status == "ok", r
+        assert r.output == ["args.json", "candidate.py", "runner.py"]
+        return
     sb = type(sandbox)(work_root=str(tmp_path))
     r = run(sb, "import os\ndef f():\n    return os.getcwd()\n")
     assert r.status == "ok", r
@@ -294,10 +309,13 @@ def test_bwrap_kills_detached_child_without_token():
 
 
 def test_get_sandbox():
-    with pytest.raises(ValueError, match="valid names: auto, bwrap, process"):
-        get_sandbox("docker")
+    with pytest.raises(ValueError, match="valid names: auto, bwrap, docker, process"):
+        get_sandbox("kubernetes")
     assert get_sandbox("process").name == "process"
     assert get_sandbox("bwrap").name == "bwrap"
+    docker_sb = get_sandbox("docker")  # nothing contacts the engine before the first run
+    assert docker_sb.name == "docker" and isinstance(docker_sb, sandbox_pkg.Sandbox)
+    docker_sb.close()
     expected = "bwrap" if sandbox_pkg.bwrap_available()[0] else "process"
     assert get_sandbox().name == expected and get_sandbox("auto").name == expected
     assert isinstance(get_sandbox(), sandbox_pkg.Sandbox)
@@ -317,7 +335,15 @@ def test_host_processes_are_invisible(sandbox):
                "    return out\n")
     r = run(sandbox, program)
     assert r.status == "ok", r
-    assert r.output and all("runner.py" in c for c in r.output), r.output
+    visible = r.output
+    if sandbox.name == "docker":
+        # A container's pid namespace also holds its trusted supervisor (pid 1, uid 65534,
+        # non-dumpable: its cmdline is readable, its memory, fds and environ are not). Nothing
+        # of the host, and nothing of another evaluation, is visible.
+        supervisor = [c for c in visible if "discovery-sandbox-supervisor" in c]
+        assert len(supervisor) == 1, visible
+        visible = [c for c in visible if c not in supervisor]
+    assert visible and all("runner.py" in c for c in visible), r.output
     assert not any("pytest" in c for c in r.output)
 
 
@@ -326,10 +352,19 @@ def test_cpu_of_processes_left_running_is_counted(sandbox):
     program = (
         "import os, time\n"
         "def f():\n"
-        "    if os.fork() == 0:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
         "        while True:\n"
         "            pass\n"
-        "    time.sleep(1.0)  # the child burns CPU meanwhile; the parent itself burns none\n"
+        "    # the child burns CPU meanwhile; the parent itself burns next to none: it waits\n"
+        "    # until the child has used 0.8 s (its own /proc view), however loaded the machine\n"
+        "    tick = os.sysconf('SC_CLK_TCK')\n"
+        "    deadline = time.monotonic() + 15\n"
+        "    while time.monotonic() < deadline:\n"
+        "        fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
+        "        if (int(fields[11]) + int(fields[12])) / tick >= 0.8:\n"
+        "            break\n"
+        "        time.sleep(0.05)\n"
         "    return [1.0]\n"
     )
     r = run(sandbox, program, wall_seconds=20, cpu_seconds=20)
@@ -339,7 +374,9 @@ def test_cpu_of_processes_left_running_is_counted(sandbox):
 
 
 def test_interpreter_under_tmp_is_visible(sandbox, tmp_path):
-    """A checkout cloned under /tmp (as CI may do) keeps its interpreter visible in the sandbox."""
+    """A checkout cloned under /tmp (as CI may do) keeps its interpreter visible in the sandbox.
+    (On docker RunRequest.python is ignored, the image's interpreter runs: the request must
+    still succeed.)"""
     import subprocess
     import sys
 
