@@ -56,6 +56,8 @@ class Problem:
       requirements: the pip requirements of the candidate environment (what a candidate may
         import beyond the standard library); the sandbox runs candidates in a venv holding only
         these, so baselines, references and the platform itself are out of reach.
+      docker_image: the image the docker sandbox backend runs this problem's candidates in (None:
+        $DISCOVERY_DOCKER_IMAGE, else an image built locally holding `requirements`).
       evaluator: custom trusted evaluator for multi-run problems (see Evaluator); None = one
         sandboxed run of the entrypoint with entry_kwargs, scored by `score`.
       has_holdout: the evaluator keeps held-out instances the search never sees
@@ -76,6 +78,7 @@ class Problem:
     evaluator_version: str = "1"
     cache_evaluations: bool = True
     requirements: tuple[str, ...] = ("numpy",)
+    docker_image: str | None = None
     evaluator: Evaluator | None = None
     has_holdout: bool = False
 

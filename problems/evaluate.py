@@ -41,6 +41,8 @@ def candidate_request(
         limits=limits or problem.limits,
         inputs=dict(inputs or {}),
         python=candidate_python(problem.requirements),
+        requirements=tuple(problem.requirements),
+        image=problem.docker_image,
     )
 
 

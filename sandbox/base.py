@@ -55,6 +55,10 @@ class RunRequest:
         instance data never travels as JSON and a candidate mutating them changes nothing outside.
       python: interpreter of the candidate environment (a venv holding only what the problem
         declares, see sandbox.envs); None = the sandbox's default interpreter.
+      requirements: what the problem declares its candidates may import (the docker backend
+        runs them in an image holding exactly these; the others use `python`'s venv).
+      image: docker backend only: the image to run in (a problem's own image); None = the
+        sandbox's image, else $DISCOVERY_DOCKER_IMAGE, else one built locally for requirements.
     """
 
     program: str
@@ -63,6 +67,8 @@ class RunRequest:
     limits: Limits = dataclasses.field(default_factory=Limits)
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     python: str | None = None
+    requirements: tuple[str, ...] | None = None
+    image: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,6 +157,13 @@ def default_image(client=None) -> str:
     return ensure_local_image(client)
 
 
+def _local_image(client, packages: tuple[str, ...]) -> str:
+    """The locally built image holding exactly `packages` (with what they require)."""
+    from sandbox.images.build import ensure_local_image
+
+    return ensure_local_image(client, packages=packages)
+
+
 class _Channel:
     """The attach stream of one container: requests go to the supervisor's stdin, replies come
     back on its stdout, demultiplexed from docker's 8-byte frame headers (no TTY, so docker
@@ -295,7 +302,7 @@ class DockerSandbox:
         self.idle_timeout = float(idle_timeout)
         self.python = python
         self._client = client
-        self._resolved_image: str | None = None
+        self._resolved: dict = {}  # image wanted / ("local", requirements) -> tag
         self._ncpu: int | None = None
         self._lock = threading.Lock()
         self._idle: list[_Container] = []
@@ -318,21 +325,32 @@ class DockerSandbox:
                 self._client = client
             return self._client
 
-    def image_tag(self) -> str:
-        """The image this sandbox runs (resolving the default, building it if needed)."""
+    def image_tag(self, request: RunRequest | None = None) -> str:
+        """The image a request runs in: request.image (a problem's own), else this sandbox's
+        image, else $DISCOVERY_DOCKER_IMAGE, else the local build holding request.requirements
+        (numpy when the request declares none); built on first use, then cached."""
+        wanted = request.image if request is not None and request.image else self.image
+        packages = None if request is None or request.requirements is None else tuple(request.requirements)
+        memo_key = wanted or ("local", packages)
         with self._lock:
-            if self._resolved_image is not None:
-                return self._resolved_image
+            found = self._resolved.get(memo_key)
+            if found is not None:
+                return found
         client = self._docker()
         try:
-            image = self.image or default_image(client)
+            if wanted:
+                image = wanted
+            elif packages is None:
+                image = default_image(client)
+            else:
+                image = os.environ.get(IMAGE_VAR, "").strip() or _local_image(client, packages)
         except DockerSandboxError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise DockerSandboxError(f"the sandbox image could not be built: "
                                      f"{type(exc).__name__}: {exc}") from exc
         with self._lock:
-            self._resolved_image = image
+            self._resolved[memo_key] = image
         return image
 
     def _cpus(self, cpus: int) -> float:
@@ -522,7 +540,7 @@ class DockerSandbox:
             return RunResult(status="error", error=f"bad request: {exc}", backend=self.name,
                              duration_s=time.monotonic() - start)
         limits = request.limits
-        ct = self._acquire(self._key(self.image_tag(), limits))
+        ct = self._acquire(self._key(self.image_tag(request), limits))
         deadline = (time.monotonic() + float(limits.wall_seconds) + self.host_grace_s
                     + len(payload) / INPUT_BANDWIDTH)
         cap = 2 * int(limits.max_output_bytes) + int(limits.max_result_bytes) + MAX_HEADER

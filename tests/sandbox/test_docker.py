@@ -492,3 +492,31 @@ def test_require_docker_fails_in_ci_without_an_engine(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         require_docker()
+
+
+def test_each_problem_runs_in_an_image_of_its_own_requirements(docker_sandbox):
+    """A problem declaring no requirements gets a stdlib-only image: numpy is not importable
+    there, while the default (numpy) image has it; a request naming an image runs in that image."""
+    probe = "def f():\n    try:\n        import numpy\n        return 'numpy'\n    except ImportError:\n        return 'none'\n"
+    sb = DockerSandbox()
+    try:
+        stdlib = sb.run(RunRequest(program=probe, entrypoint="f", requirements=()))
+        numpy = sb.run(RunRequest(program=probe, entrypoint="f", requirements=("numpy",)))
+        assert (stdlib.status, stdlib.output) == ("ok", "none")
+        assert (numpy.status, numpy.output) == ("ok", "numpy")
+        tags = {sb.image_tag(RunRequest(program=probe, entrypoint="f", requirements=r)) for r in [(), ("numpy",)]}
+        assert len(tags) == 2 and docker_sandbox.image_tag() in tags
+        named = RunRequest(program=probe, entrypoint="f", requirements=(), image=docker_sandbox.image_tag())
+        assert sb.image_tag(named) == docker_sandbox.image_tag()
+        assert sb.run(named).output == "numpy"  # the named image wins over the requirements
+    finally:
+        sb.close()
+
+
+def test_evaluate_passes_the_problems_requirements_and_image():
+    from problems import get_problem
+    from problems.evaluate import candidate_request
+
+    problem = get_problem("erdos_min_overlap")
+    request = candidate_request(problem, problem.seed_program)
+    assert request.requirements == tuple(problem.requirements) and request.image == problem.docker_image is None
