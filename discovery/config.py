@@ -100,8 +100,12 @@ class CampaignConfig(BaseModel):
       restart_every: cut a chain back to its best node every R commits (0 = never).
       inspirations: programs shown in each prompt besides the parent.
       selector: inspiration selector ("puct" or "elite").
-      sandbox: "auto" (bwrap when it works, else process), "process", or "bwrap".
+      sandbox: "auto" (bwrap when it works, else process), "process", "bwrap", or "docker" (warm
+        containers; the image is the problem's docker_image, else $DISCOVERY_DOCKER_IMAGE, else
+        one built locally holding the problem's requirements).
       eval_slots: evaluations running at once (default: number of CPU cores).
+      eval_on: where evaluations run: "local" (this process's sandbox) or "workers" (Prefect
+        task workers, `discovery worker`, on any machine sharing the database and Prefect API).
       exit: ExIt settings (a [campaign.exit] table in a file, `--set exit.kappa=5` on the CLI).
       r3l: R^3L settings ([campaign.r3l], `--set r3l.turns=4`).
     """
@@ -129,8 +133,9 @@ class CampaignConfig(BaseModel):
     restart_every: int = Field(0, ge=0)
     inspirations: int = Field(4, ge=0)
     selector: Literal["puct", "elite"] = "puct"
-    sandbox: Literal["auto", "process", "bwrap"] = "auto"
+    sandbox: Literal["auto", "process", "bwrap", "docker"] = "auto"
     eval_slots: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    eval_on: Literal["local", "workers"] = "local"
     exit: ExItSettings = Field(default_factory=ExItSettings)
     r3l: R3LSettings = Field(default_factory=R3LSettings)
 

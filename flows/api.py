@@ -21,6 +21,7 @@ from discovery.config import CampaignConfig, ConfigError, resolve
 from discovery.types import Evaluation
 from flows.campaign import ProgressFn, evaluation_fields, run_flow
 from flows.factory import make_proposer, make_runtime
+from flows.workers import check_ready as check_workers_ready
 from problems import get_problem
 
 
@@ -52,6 +53,7 @@ def run_campaign(
     preflight = getattr(proposer, "preflight", None)
     if preflight is not None:
         preflight()
+    check_workers_ready(cfg)
     stored_config = cfg.model_dump(mode="json")
     stored_config["problem"] = cfg.problem
     campaign_id = repo.create_campaign(
@@ -81,6 +83,7 @@ def resume_campaign(campaign_id: int, *, db_url: str | None = None, progress: Pr
         raise ConfigError(f"campaign {campaign_id} has a stored configuration this version cannot read: {exc}") from None
     problem = get_problem(cfg.problem)
     proposer = make_proposer(cfg)
+    check_workers_ready(cfg)
     return _execute(campaign_id, cfg, problem, proposer, engine, progress)
 
 

@@ -11,12 +11,23 @@ Resuming is re-running: the strategy is deterministic given the campaign seed an
 observed, so it asks for the same moves again, and the flow answers every sample that the
 database already holds (step, candidate, evaluation) from the database, proposing and
 evaluating only what is missing. Progress is derived from completed rows, never from counters.
+
+Where evaluations run is the campaign's `eval_on` setting. "local" (the default): evaluate tasks
+run in this process's task runner. "workers": the flow defers each evaluate task
+(`evaluate_task.delay`) to Prefect task workers (`discovery worker`, flows.workers), on this or
+other machines; a worker loads the campaign from the shared database, evaluates, and stores the
+Evaluation row there (marking it with `metrics["_worker"]` = host:pid), and the flow, once the
+task run has finished, reads the row back from the database (no shared result storage needed
+for results; the task's parameters travel through Prefect's task-scheduling storage).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
+import os
+import socket
 import threading
 from collections import deque
 from typing import Any, Callable
@@ -67,12 +78,23 @@ class Runtime:
 
 _RUNTIMES: dict[int, Runtime] = {}
 _PROGRESS: dict[int, ProgressFn] = {}
+_WORKER_RUNTIMES: dict[tuple[str, int], Runtime] = {}  # a task worker's campaigns, by (db url, id)
+_WORKER_LOCK = threading.Lock()
+WORKER_KEY = "_worker"  # reserved metrics key: where a worker-run evaluation ran (host:pid)
 
 
 def register_runtime(rt: Runtime, progress: ProgressFn | None = None) -> None:
     _RUNTIMES[rt.campaign_id] = rt
     if progress is not None:
         _PROGRESS[rt.campaign_id] = progress
+
+
+def registered_runtime(campaign_id: int) -> Runtime:
+    return _RUNTIMES[campaign_id]
+
+
+def registered_progress(campaign_id: int) -> ProgressFn | None:
+    return _PROGRESS.get(campaign_id)
 
 
 def unregister_runtime(campaign_id: int) -> None:
@@ -97,6 +119,34 @@ class Evaluated:
     score: float | None
     feedback: str
     metrics: dict[str, Any]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _worker_runtime(campaign_id: int) -> Runtime:
+    """A task worker's view of a campaign: its config, problem and sandbox, loaded from the
+    worker's database (DISCOVERY_DB_URL) once per process; no proposer."""
+    from flows.factory import make_runtime
+    from problems import get_problem
+
+    engine = get_engine()
+    key = (str(engine.url), campaign_id)
+    with _WORKER_LOCK:
+        rt = _WORKER_RUNTIMES.get(key)
+        if rt is None:
+            row = repo.get_campaign(engine, campaign_id)
+            cfg = CampaignConfig.model_validate(row.config)
+            rt = _WORKER_RUNTIMES[key] = make_runtime(campaign_id, engine, cfg, get_problem(cfg.problem), None)
+        return rt
+
+
+def public_metrics(metrics: Any) -> dict[str, Any]:
+    """An evaluation's metrics as the strategy and prompts see them (without the worker mark)."""
+    out = dict(metrics or {})
+    out.pop(WORKER_KEY, None)
+    return out
 
 
 def cache_key(problem: Problem, candidate_id: int, code: str) -> str:
@@ -152,16 +202,27 @@ def propose_task(campaign_id: int, trajectory_id: int, move: Move, sample: int) 
 
 @task(name="evaluate", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def evaluate_task(campaign_id: int, candidate_id: int, code: str) -> Evaluated:
-    """Scores one candidate in the sandbox (or reuses the stored evaluation of the same program)."""
-    rt = _RUNTIMES[campaign_id]
+    """Scores one candidate in the sandbox (or reuses the stored evaluation of the same program).
+
+    In the campaign's own process it uses the registered Runtime; in a task worker (eval_on
+    "workers") it loads the campaign from the worker's database and marks the row with where
+    it ran (metrics["_worker"]).
+    """
+    rt = _RUNTIMES.get(campaign_id)
+    remote = rt is None
+    if remote:
+        rt = _worker_runtime(campaign_id)
     key = cache_key(rt.problem, candidate_id, code)
     stored = repo.find_evaluation(rt.engine, campaign_id, key)
     if stored is not None:
         repo.link_evaluation(rt.engine, candidate_id, stored.id)
         return _evaluated(stored.id, stored)
     ev = run_evaluation(rt.problem, code, rt.sandbox)
+    fields = evaluation_fields(ev)
+    if remote:
+        fields["metrics"][WORKER_KEY] = worker_id()
     ev_id = repo.record_evaluation(
-        rt.engine, campaign_id=campaign_id, candidate_id=candidate_id, cache_key=key, fields=evaluation_fields(ev)
+        rt.engine, campaign_id=campaign_id, candidate_id=candidate_id, cache_key=key, fields=fields
     )
     return _evaluated(ev_id, ev)
 
@@ -182,7 +243,29 @@ def evaluation_fields(ev: Evaluation) -> dict[str, Any]:
 
 
 def _evaluated(ev_id: int, ev: Any) -> Evaluated:
-    return Evaluated(ev_id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
+    return Evaluated(ev_id, ev.status, ev.score, ev.feedback, public_metrics(ev.metrics))
+
+
+def submit_to_worker(rt: Runtime, candidate_id: int, code: str, waiters: concurrent.futures.Executor
+                     ) -> concurrent.futures.Future:
+    """Defers one evaluation to the task workers (from the flow's thread, so the task run belongs
+    to the flow run) and returns a future of its Evaluated, read from the database once the task
+    run has finished."""
+    deferred = evaluate_task.delay(rt.campaign_id, candidate_id, code)
+    # the waiting thread sees this thread's Prefect context (its settings: the API it talks to)
+    return waiters.submit(contextvars.copy_context().run, _await_worker, rt, deferred, candidate_id)
+
+
+def _await_worker(rt: Runtime, deferred: Any, candidate_id: int) -> Evaluated:
+    deferred.wait()
+    state = deferred.state
+    if not state.is_completed():
+        raise RuntimeError(
+            f"evaluation of candidate {candidate_id} on a worker ended {state.name}: {state.message or ''}".rstrip(": "))
+    _, stored = repo.get_candidate(rt.engine, candidate_id)
+    if stored is None:
+        raise RuntimeError(f"the worker finished candidate {candidate_id} but stored no evaluation for it")
+    return _evaluated(stored.id, stored)
 
 
 @dataclasses.dataclass
@@ -211,13 +294,16 @@ class _Loop:
         self.trajectory_ids: dict[int, int] = {}
         self.to_propose: deque[tuple[tuple[int, int], int]] = deque()
         self.to_evaluate: deque[tuple[tuple[int, int], int, int, str]] = deque()
-        self.in_flight: dict[concurrent.futures.Future, tuple[str, Any, PrefectFuture]] = {}
+        self.in_flight: dict[concurrent.futures.Future, tuple[str, Any, PrefectFuture | concurrent.futures.Future]] = {}
         self.n_proposing = 0
         self.n_evaluating = 0
         self.done_samples = 0
         self.best: float | None = None
         self.seed_score: float | None = None
         self.stopped_reason = ""
+        self.waiters: concurrent.futures.ThreadPoolExecutor | None = None  # eval_on "workers" only
+        if rt.config.eval_on == "workers":
+            self.waiters = concurrent.futures.ThreadPoolExecutor(rt.config.eval_slots, thread_name_prefix="eval-wait")
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -292,7 +378,7 @@ class _Loop:
                 self._outcome(key, sample, Outcome(sample, None, error, text))
             elif hit.evaluation is not None:
                 ev = hit.evaluation
-                evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, dict(ev.metrics or {}))
+                evd = Evaluated(ev.id, ev.status, ev.score, ev.feedback, public_metrics(ev.metrics))
                 node = self._node(hit.candidate.id, hit.candidate.code, evd)
                 self._outcome(key, sample, Outcome(sample, node, text=text))
             else:
@@ -306,8 +392,12 @@ class _Loop:
         cfg = self.rt.config
         while self.to_evaluate and self.n_evaluating < cfg.eval_slots:
             key, sample, cand_id, code = self.to_evaluate.popleft()
-            fut = evaluate_task.submit(self.rt.campaign_id, cand_id, code)
-            self.in_flight[fut.wrapped_future] = ("evaluate", (key, sample, cand_id, code), fut)
+            if self.waiters is not None:
+                remote = submit_to_worker(self.rt, cand_id, code, self.waiters)
+                self.in_flight[remote] = ("evaluate", (key, sample, cand_id, code), remote)
+            else:
+                fut = evaluate_task.submit(self.rt.campaign_id, cand_id, code)
+                self.in_flight[fut.wrapped_future] = ("evaluate", (key, sample, cand_id, code), fut)
             self.n_evaluating += 1
         while self.to_propose and self.n_proposing < cfg.llm_concurrency and not self._cost_capped():
             key, sample = self.to_propose.popleft()
@@ -341,6 +431,13 @@ class _Loop:
                 self._outcome(key, sample, Outcome(sample, self._node(cand_id, code, result), text=text))
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.waiters is not None:
+                self.waiters.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
         while True:
             self.issue_moves()
             self.submit()
@@ -359,7 +456,10 @@ def evaluate_seed(rt: Runtime) -> Node:
     cand_id = repo.ensure_seed_candidate(rt.engine, rt.campaign_id, code, program_hash(code))
     cand, stored = repo.get_candidate(rt.engine, cand_id)
     if stored is not None:
-        ev = Evaluated(stored.id, stored.status, stored.score, stored.feedback, dict(stored.metrics or {}))
+        ev = Evaluated(stored.id, stored.status, stored.score, stored.feedback, public_metrics(stored.metrics))
+    elif rt.config.eval_on == "workers":
+        with concurrent.futures.ThreadPoolExecutor(1) as waiter:
+            ev = submit_to_worker(rt, cand_id, code, waiter).result()
     else:
         ev = evaluate_task(rt.campaign_id, cand_id, code)
     return Node(cand_id, code, ev.score, ev.status, ev.feedback, ev.metrics)
@@ -373,12 +473,14 @@ def campaign_flow(campaign_id: int) -> dict[str, Any]:
     """
     from flows.factory import make_strategy
 
-    rt = _RUNTIMES[campaign_id]
+    # Reaches the registries through functions, not the dicts: cloudpickle copies this function's
+    # globals when a deferred task (eval_on "workers") serializes the flow-run context.
+    rt = registered_runtime(campaign_id)
     rt.cost_usd = repo.campaign_cost(rt.engine, campaign_id)  # a resume continues the spend
     strategy = make_strategy(rt.config, rt.problem)
     seed_node = evaluate_seed(rt)
     strategy.start(seed_node)
-    loop = _Loop(rt, strategy, _PROGRESS.get(campaign_id))
+    loop = _Loop(rt, strategy, registered_progress(campaign_id))
     loop.seed_score = seed_node.score
     loop.run()
     best = strategy.best()

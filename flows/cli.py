@@ -187,8 +187,10 @@ def run_cmd(
     budget: Optional[int] = typer.Option(None, help="Total proposals, a multiple of chains x k."),
     seed: Optional[int] = typer.Option(None, help="Master seed."),
     restart_every: Optional[int] = typer.Option(None, "--restart-every", help="R: cut chains to their best every R commits."),
-    sandbox: Optional[str] = typer.Option(None, help="auto, process or bwrap."),
+    sandbox: Optional[str] = typer.Option(None, help="auto, process, bwrap or docker."),
     eval_slots: Optional[int] = typer.Option(None, "--eval-slots", help="Evaluations at once (default: cores)."),
+    eval_on: Optional[str] = typer.Option(
+        None, "--eval-on", help="local (default) or workers (`discovery worker` processes; needs PREFECT_API_URL)."),
     llm_concurrency: Optional[int] = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop proposing after this many USD."),
     name: Optional[str] = typer.Option(None, help="A label for the campaign."),
@@ -217,6 +219,7 @@ def run_cmd(
         restart_every=restart_every,
         sandbox=sandbox,
         eval_slots=eval_slots,
+        eval_on=eval_on,
         llm_concurrency=llm_concurrency,
         max_cost_usd=max_cost,
         name=name,
@@ -305,7 +308,7 @@ def evaluate_cmd(
 def eval_cmd(
     problem: str = typer.Argument(..., help="Problem name or module path."),
     file: Path = typer.Argument(..., help="Program file to score."),
-    sandbox: str = typer.Option("auto", help="auto, process or bwrap."),
+    sandbox: str = typer.Option("auto", help="auto, process, bwrap or docker."),
     json_out: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
 ) -> None:
     """Score one program file in the sandbox exactly as a campaign would."""
@@ -729,6 +732,98 @@ def exports_cmd(
                       escape(r.out_dir), replay)
     _wide_console().print(table)
     typer.echo("show one with `discovery exports ID`")
+
+
+# ---------------------------------------------------------------- schedules and workers
+
+
+@app.command("schedule")
+def schedule_cmd(
+    problem: Optional[str] = typer.Argument(None, help="Problem name or path to a problem module (or set it in --config)."),
+    cron: str = typer.Option(..., "--cron", help='Cron string, e.g. "0 2 * * *" (02:00 every day).'),
+    name: Optional[str] = typer.Option(None, "--name", help="Schedule name (default: the problem); also the campaigns' label."),
+    pool: str = typer.Option("discovery", "--pool", help="Process work pool the runs go to (created if missing)."),
+    timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone of the cron string."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML or YAML campaign file (its values are stored)."),
+    strategy: Optional[str] = typer.Option(None, help=f"Search strategy: {', '.join(STRATEGIES)} (default simpletes)."),
+    model: Optional[str] = typer.Option(None, help="litellm model string; default the worker's DISCOVERY_MODEL, else offline."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Base URL of an OpenAI-compatible server."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env variable (on the worker) holding the API key."),
+    chains: Optional[int] = typer.Option(None, help="C: independent chains."),
+    k: Optional[int] = typer.Option(None, "--k", help="K: candidates per prompt."),
+    budget: Optional[int] = typer.Option(None, help="Total proposals, a multiple of chains x k."),
+    seed: Optional[int] = typer.Option(None, help="Master seed."),
+    sandbox: Optional[str] = typer.Option(None, help="auto, process, bwrap or docker."),
+    eval_slots: Optional[int] = typer.Option(None, "--eval-slots", help="Evaluations at once."),
+    eval_on: Optional[str] = typer.Option(None, "--eval-on", help="local (default) or workers (`discovery worker`)."),
+    llm_concurrency: Optional[int] = typer.Option(None, "--llm-concurrency", help="LLM calls in flight at once."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop proposing after this many USD."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="KEY=VALUE setting, repeatable; flags win."),
+    db: Optional[str] = typer.Option(None, "--db", help="Database URL without a password (default: the worker's DISCOVERY_DB_URL)."),
+) -> None:
+    """Run a campaign on a timetable: a Prefect deployment with a cron schedule (needs PREFECT_API_URL)."""
+    from flows.schedule import schedule_campaign
+
+    overrides = dict(
+        strategy=strategy, model=model, api_base=api_base, api_key_env=api_key_env, chains=chains, k=k,
+        budget=budget, seed=seed, sandbox=sandbox, eval_slots=eval_slots, eval_on=eval_on,
+        llm_concurrency=llm_concurrency, max_cost_usd=max_cost,
+    )
+    dep_id = _guard(schedule_campaign, problem, cron=cron, name=name, work_pool=pool, timezone=timezone, db_url=db,
+                    config_file=config, assignments=sets or (), **overrides)
+    typer.echo(f"scheduled {name or problem or 'campaign'} (deployment {dep_id}): cron {cron!r} ({timezone}), "
+               f"work pool {pool!r}")
+    typer.echo(f"runs start when a worker serves the pool: prefect worker start --pool {pool}")
+
+
+@app.command("schedules")
+def schedules_cmd(
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the scheduled campaigns (Prefect deployments; needs PREFECT_API_URL)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from flows.schedule import list_schedules
+
+    items = _guard(list_schedules)
+    if json_out:
+        import dataclasses
+
+        typer.echo(json.dumps([dataclasses.asdict(i) for i in items], indent=2, default=str))
+        return
+    if not items:
+        typer.echo('no scheduled campaigns: add one with `discovery schedule PROBLEM --cron "0 2 * * *"`')
+        return
+    table = Table()
+    for col in ("name", "cron", "timezone", "active", "pool", "problem", "settings"):
+        table.add_column(col, overflow="fold")
+    for i in items:
+        extra = ", ".join(f"{k}={v}" for k, v in i.settings.items() if k != "problem")
+        table.add_row(escape(i.name), i.cron, i.timezone, "yes" if i.active else "no", escape(i.work_pool),
+                      escape(i.problem), escape(extra))
+    _wide_console().print(table)
+
+
+@app.command("unschedule")
+def unschedule_cmd(
+    name: str = typer.Argument(..., help="Schedule name (see `discovery schedules`)."),
+) -> None:
+    """Remove a scheduled campaign (its past runs and campaigns stay)."""
+    from flows.schedule import unschedule
+
+    _guard(unschedule, name)
+    typer.echo(f"unscheduled {name}")
+
+
+@app.command("worker")
+def worker_cmd(
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluations at once in this worker (default: cores)."),
+) -> None:
+    """Serve campaign evaluations (campaigns run with --eval-on workers); needs PREFECT_API_URL and DISCOVERY_DB_URL."""
+    from flows.workers import serve_evaluations
+
+    _guard(serve_evaluations, limit=limit)
 
 
 def main() -> int:

@@ -235,3 +235,20 @@ def test_problems_that_opt_out_of_caching_evaluate_every_candidate(tmp_path):
         cached = run_campaign(TOY, model="openai/stub-model", api_base=stub.url, chains=1, k=2, budget=4)
     _, cands = _rows(cached.campaign.id)
     assert len({e.id for c, e in cands if c.role == "proposal"}) == 1, "identical programs are evaluated once"
+
+
+def test_a_campaign_on_the_docker_sandbox_matches_the_same_campaign_on_the_default_one():
+    """`--sandbox docker`: every evaluation runs in a warm container and scores exactly as on the
+    default sandbox (the offline proposer makes the same candidates)."""
+    from tests.sandbox.conftest import require_docker
+
+    require_docker()
+    docker = run_campaign("erdos_min_overlap", chains=1, k=2, budget=6, seed=7, sandbox="docker")
+    local = run_campaign("erdos_min_overlap", chains=1, k=2, budget=6, seed=7)
+    assert docker.campaign.status == local.campaign.status == "completed"
+    _, on_docker = _rows(docker.campaign.id)
+    _, on_default = _rows(local.campaign.id)
+    assert {e.backend for _, e in on_docker} == {"docker"}
+    # (sorted: ids follow the order in which concurrent proposals were stored)
+    assert sorted((c.program_hash, e.status, e.score) for c, e in on_docker) == \
+        sorted((c.program_hash, e.status, e.score) for c, e in on_default)

@@ -1,4 +1,6 @@
-"""Generic hostile candidates against every shipped problem, through the real sandbox.
+"""Generic hostile candidates against every shipped problem, through the real sandbox: the
+default one (bubblewrap here) and the docker backend, whose image for each problem holds exactly
+that problem's requirements.
 
 Whatever the problem, none of these may come out "ok": a claimed score, a forged result file
 followed by an early exit, NaN, reading the platform's files (reference data, the database),
@@ -36,12 +38,29 @@ HOSTILE = {
 }
 
 
+@pytest.fixture(scope="module")
+def docker_per_problem():
+    """A docker sandbox with no fixed image: each problem's runs get the image of its requirements."""
+    from sandbox import DockerSandbox
+    from tests.sandbox.conftest import require_docker
+
+    require_docker()
+    sb = DockerSandbox(max_idle=6)
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(params=["default", "docker"])
+def backend(request):
+    return get_sandbox() if request.param == "default" else request.getfixturevalue("docker_per_problem")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", sorted(HOSTILE))
 @pytest.mark.parametrize("name", sorted(problem_names()))
-def test_hostile_candidate_is_never_scored_ok(name, attack):
+def test_hostile_candidate_is_never_scored_ok(name, attack, backend):
     problem = get_problem(name)
     program = HOSTILE[attack].format(entry=problem.entrypoint, repo=str(REPO))
-    ev = evaluate(problem, program, get_sandbox())
+    ev = evaluate(problem, program, backend)
     assert ev.status in ("invalid", "error"), (name, attack, ev.status, ev.score, ev.feedback[:500])
     assert ev.score is None and ev.feedback
