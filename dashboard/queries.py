@@ -98,7 +98,7 @@ def _utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True)
 
 
-def _ratio(best: float | None, known: float | None, direction: str) -> float | None:
+def best_known_ratio(best: float | None, known: float | None, direction: str) -> float | None:
     """How close the best score is to the best-known value: best/known when maximising,
     known/best when minimising, so 1.0 means "matches it" and above 1.0 "beats it"."""
     if best is None or known is None or not (math.isfinite(best) and math.isfinite(known)):
@@ -117,7 +117,7 @@ def campaign_table(engine: Engine, best_known: BestKnown | None = None) -> pd.Da
     `steps` is the proposer calls made (the budget used), `evaluations` the search evaluations
     stored, `best_score` the best ok search score (direction-aware), `seed_score` the seed
     program's, `best_known` what best_known(problem) returns and `best_known_ratio` the ratio
-    of the two (see _ratio), `duration_s` finished - started (or now - started while running).
+    of the two (see best_known_ratio), `duration_s` finished - started (or now - started while running).
     """
     with engine.connect() as conn:
         campaigns = conn.execute(
@@ -153,7 +153,7 @@ def campaign_table(engine: Engine, best_known: BestKnown | None = None) -> pd.Da
         rows.append({
             **{k: c[k] for k in ("id", "name", "problem", "strategy", "model", "status", "direction", "seed", "budget")},
             "steps": int(n_steps), "evaluations": int(n_evals), "best_score": best, "seed_score": seeds.get(c["id"]),
-            "best_known": known, "best_known_ratio": _ratio(best, known, c["direction"]),
+            "best_known": known, "best_known_ratio": best_known_ratio(best, known, c["direction"]),
             "prompt_tokens": int(ptok), "completion_tokens": int(ctok), "cost_usd": float(cost),
             "created_at": _aware(c["created_at"]), "started_at": started, "finished_at": finished,
             "duration_s": (end - started).total_seconds() if started and end else None,

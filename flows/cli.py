@@ -224,13 +224,14 @@ def run_cmd(
         max_cost_usd=max_cost,
         name=name,
     )
-    if cfg.model is None:
-        typer.echo("proposer: offline (no model configured; pass --model or set DISCOVERY_MODEL to use an LLM)")
-    else:
-        typer.echo(f"proposer: {cfg.model}" + (f" at {cfg.api_base}" if cfg.api_base else ""))
     created: list[int] = []
 
     def on_created(cid: int) -> None:
+        # printed once the inputs are checked, so a bad input prints only its one error line
+        if cfg.model is None:
+            typer.echo("proposer: offline (no model configured; pass --model or set DISCOVERY_MODEL to use an LLM)")
+        else:
+            typer.echo(f"proposer: {cfg.model}" + (f" at {cfg.api_base}" if cfg.api_base else ""))
         created.append(cid)
         typer.echo(f"campaign {cid}: {cfg.problem}, {cfg.strategy} ({cfg.design()}), budget={cfg.budget}, seed {cfg.seed}")
 
@@ -828,6 +829,15 @@ def worker_cmd(
 
 def main() -> int:
     """Console entry point: usage errors become one `error:` line with exit code 2."""
+    try:
+        return _main()
+    finally:
+        engine = sys.modules.get("db.engine")
+        if engine is not None:  # close SQLite cleanly: no -wal/-shm files left beside the database
+            engine.dispose_engines()
+
+
+def _main() -> int:
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

@@ -181,7 +181,32 @@ def _check_problem(obj: object, where: str, attribute: str) -> Problem:
             f"{where}: {attribute} is a {type(obj).__name__}, not a problems.base.Problem; "
             f"build it with Problem(...)"
         )
+    _check_entrypoint(obj, where)
     return obj
+
+
+def _check_entrypoint(problem: Problem, where: str) -> None:
+    """The seed program must parse and define the entrypoint the sandbox will call."""
+    import ast
+
+    try:
+        tree = ast.parse(problem.seed_program)
+    except SyntaxError as exc:
+        raise ProblemError(
+            f"{where}: the seed program does not parse (line {exc.lineno}: {exc.msg}); fix seed_program"
+        ) from None
+    name = problem.entrypoint
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+            return
+        if isinstance(node, ast.alias) and (node.asname or node.name.split(".")[0]) == name:
+            return
+    raise ProblemError(
+        f"{where}: the seed program does not define the entrypoint {name}(); "
+        f"add `def {name}(...)` to seed_program or set entrypoint to the function it defines"
+    )
 
 
 def _syntax_message(exc: SyntaxError, where: str) -> str:

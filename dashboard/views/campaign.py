@@ -8,6 +8,7 @@ import datetime as dt
 import streamlit as st
 
 from dashboard import charts, state
+from dashboard.queries import best_known_ratio
 
 url = state.db_url()
 table = state.campaign_table(url)
@@ -40,8 +41,8 @@ def metrics(info: dict, frame) -> None:
         st.metric("Best score", state.fmt_score(best),
                   delta=None if delta is None else f"{delta:+.6g} vs seed",
                   delta_color="normal" if info["direction"] == "maximize" else "inverse")
-        if known is not None and best is not None:
-            ratio = best / known if info["direction"] == "maximize" else known / best
+        ratio = best_known_ratio(best, known, info["direction"])
+        if ratio is not None:  # (none without a best-known value, or when it is 0)
             st.metric("vs best known", f"{ratio:.4f}", help=f"best known {known:g}: "
                       f"{state.best_known_citation(info['problem'])}")
         st.metric("Budget used", f"{info['steps']} / {info['budget']}")

@@ -243,3 +243,13 @@ def test_migration_0004_adds_the_browsing_indexes_and_the_totals_use_them(tmp_pa
     assert "ix_step_campaign_created" in {ix["name"] for ix in inspect(engine).get_indexes("step")}
     assert repo.get_campaign(engine, cid).name == "kept"
     dispose_engines()
+
+
+def test_best_known_ratio_is_one_at_the_best_known_value_and_none_when_undefined():
+    assert q.best_known_ratio(2.0, 2.0, "maximize") == q.best_known_ratio(0.38, 0.38, "minimize") == 1.0
+    assert q.best_known_ratio(1.0, 2.0, "maximize") == 0.5  # half the best known
+    assert q.best_known_ratio(0.4, 0.38, "minimize") == pytest.approx(0.95)  # worse than it: below 1
+    assert q.best_known_ratio(3.0, 0.0, "maximize") is None  # a best-known value of 0 has no ratio
+    assert q.best_known_ratio(0.0, 0.38, "minimize") is None
+    assert q.best_known_ratio(None, 1.0, "maximize") is None and q.best_known_ratio(1.0, None, "maximize") is None
+    assert q.best_known_ratio(float("nan"), 1.0, "maximize") is None

@@ -314,14 +314,15 @@ def test_seed_scores_on_the_real_search_suite():
 
 
 def assert_no_gain(evaluation, reference):
-    """Same measured speed as the unpatched seed, loosely (the ratio of two noisy measurements
-    on the same instances; never a wall-clock threshold). The small FAST instances time in
-    milliseconds, so two honest measurements were seen 1.68x apart on an idle CI machine; an
-    attack on the clocks that worked would report a speedup of 10x or more (or infinite), so
-    a 2.5x band still tells them apart."""
+    """No measured gain over the unpatched seed (the ratio of two noisy measurements on the same
+    instances; never a wall-clock threshold). The small FAST instances time in milliseconds, so
+    two honest measurements were seen 1.68x apart on an idle CI machine and 2.6x apart (0.39)
+    on a loaded one; an attack on the clocks that worked would report a speedup of 10x or more
+    (or infinite), so a ratio below 2.5 tells them apart. A slower measurement is no gain: no
+    lower bound."""
     assert evaluation.status == OK, evaluation.feedback
     ratio = evaluation.score / reference.score
-    assert 0.4 < ratio < 2.5, (evaluation.score, reference.score)
+    assert 0 < ratio < 2.5, (evaluation.score, reference.score)
 
 
 def test_patching_the_clocks_gains_nothing(seed_on_fixed_instances):

@@ -112,7 +112,10 @@ def test_fork_bomb_is_bounded(sandbox):
         "    return n\n")
     r = run(sandbox, program, kwargs={"marker": marker}, max_processes=8)
     assert r.status == "ok", r
-    assert 1 <= r.output <= 7  # the runner itself counts against RLIMIT_NPROC
+    # The runner itself counts against RLIMIT_NPROC, and so does every other process of the
+    # sandbox uid on this host (concurrent evaluations, other test runs): the bound is what
+    # matters; a busy host can leave no fork at all (0).
+    assert 0 <= r.output <= 7
     assert leftovers(marker) == []
 
 
