@@ -4,7 +4,7 @@ Backends:
   bwrap   - bubblewrap: private pid/net/ipc/uts/mount namespaces, a file-system view holding only
             the interpreter and the work dir, uid 65534, rlimits. Preferred.
   process - a plain child process. As root: private net/mount/ipc/uts/pid namespaces (with a
-            reaping pid 1 and its own /proc), /tmp, /var/tmp, /dev/shm and this checkout hidden,
+            reaping pid 1 and its own /proc), /tmp, /var/tmp, /dev/shm, /run/lock, /dev/mqueue and this checkout hidden,
             uid 65534, rlimits, no_new_privs. It still sees the rest of the host file system
             (whatever uid 65534 may read or write there, e.g. /etc, /home, /sys). Not as root:
             rlimits and a scrubbed environment only (network, files and /proc of the platform's

@@ -2,7 +2,7 @@
 
 As root, the runner puts itself in private network (loopback down), mount, IPC, UTS and pid
 namespaces (a reaping pid 1 that takes every candidate process down with it, and a /proc
-showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, the work root and `hide`
+showing only the run's processes), hides /tmp, /var/tmp, /dev/shm, /run/lock, /dev/mqueue, the work root and `hide`
 (default: this checkout) behind empty root-owned tmpfs mounts, binds the prefixes of the run's
 interpreter (RunRequest.python or the default; asked once per interpreter) back read-only,
 covers the base interpreter's site-packages with an empty read-only tmpfs when the interpreter

@@ -77,8 +77,10 @@ def _isolate(hide, prefixes=(), empty=()):
                 (*prefixes, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     prefixes = {p for p in prefixes if p != "/" and os.path.isdir(p)}
     keep = {work} | prefixes
-    cover = {os.path.realpath(p) for p in [*hide, "/tmp", "/var/tmp", "/dev/shm",
-                                           os.path.dirname(work)]}
+    # every world-writable place a candidate could leave files in for a later one (or read
+    # another's): the temp dirs, the lock dirs, POSIX shared memory and message queues
+    cover = {os.path.realpath(p) for p in [*hide, "/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock",
+                                           "/dev/mqueue", os.path.dirname(work)]}
     for k in keep:  # ancestors nobody cannot search (e.g. /root with a pyenv interpreter)
         p = k
         while p != "/":

@@ -60,6 +60,14 @@ from problems.lasso_path.instances import (
     shuffled,
 )
 from problems.lasso_path.programs import BASELINE_PROGRAM, candidate_program, null_program
+
+
+def baseline_requirements(celer: bool) -> tuple[str, ...]:
+    """What the trusted baseline run imports (scikit-learn, and celer when it is timed and installed)."""
+    import importlib.util
+
+    timed = celer and importlib.util.find_spec("celer") is not None
+    return ("numpy", "scipy", "scikit-learn") + (("celer",) if timed else ())
 from problems.lasso_path.reference import RTOL, check_path, reference_path
 from sandbox.base import Limits, RunRequest, RunResult, Sandbox
 
@@ -268,6 +276,8 @@ class _Evaluation:
         self.null_cpu[i].append(float(run.cpu_s))
 
     def _baseline(self, copies: list[dict], order: list[int]) -> None:
+        # python=None: the platform's own interpreter (which has the baselines) on process and
+        # bwrap; requirements: what the docker backend's image for this run must hold
         inputs = {}
         for i, arrays in enumerate(copies):
             for key, value in arrays.items():
@@ -277,7 +287,8 @@ class _Evaluation:
             kwargs={"order": order, "sklearn_tol": SKLEARN_TOL,
                     "sklearn_max_iter": SKLEARN_MAX_ITER,
                     "celer_tol": CELER_TOL if self.settings.celer else None},
-            inputs=inputs, limits=self.settings.baseline_limits, python=None)
+            inputs=inputs, limits=self.settings.baseline_limits, python=None,
+            requirements=baseline_requirements(self.settings.celer))
         run = self._sandboxed(request)
         if run.status != OK or not isinstance(run.output, dict):
             raise RuntimeError(f"the baseline timing run failed: {run.status}: "

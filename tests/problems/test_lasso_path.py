@@ -443,3 +443,22 @@ def test_the_baseline_cannot_be_imported():
     assert evaluation.status == "error"
     assert "sklearn" in evaluation.feedback
     assert "ModuleNotFoundError" in evaluation.feedback or "ImportError" in evaluation.feedback
+
+
+def test_the_seed_scores_on_the_docker_backend_with_its_baseline_in_an_image_of_its_own():
+    """On docker the trusted scikit-learn baseline runs in an image holding what it imports
+    (baseline_requirements), the candidate in the image of the problem's requirements."""
+    from problems.lasso_path.evaluator import baseline_requirements
+    from sandbox import DockerSandbox
+    from tests.sandbox.conftest import require_docker
+
+    require_docker()
+    sb = DockerSandbox()
+    try:
+        evaluation = evaluate(small_problem(ONE), PROBLEM.seed_program, sb)
+        assert evaluation.status == OK, evaluation.feedback
+        assert evaluation.backend == "docker" and 0 < evaluation.score < 10
+        assert evaluation.metrics["sklearn_max_rel_excess"] <= RTOL
+        assert "scikit-learn" in baseline_requirements(True)
+    finally:
+        sb.close()

@@ -190,6 +190,8 @@ def test_cannot_write_outside_work_dir(sandbox):
     name = f"sbx-pwned-{uuid.uuid4().hex}"
     targets = [str(REPO / name), os.path.join(os.path.expanduser("~"), name), f"/tmp/{name}",
                f"/var/tmp/{name}"]
+    # world-writable host folders a candidate could leave a cached answer in for a later one
+    targets += [f"{d}/{name}" for d in ("/run/lock", "/var/lock", "/dev/shm", "/dev/mqueue") if os.path.isdir(d)]
     program = (
         "def f(paths):\n"
         "    out = {}\n"
