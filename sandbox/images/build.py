@@ -11,8 +11,9 @@ passwd, group and the loader cache. It writes that tree as a tar file and import
 `discovery-sandbox:local-<package names>-<hash>`, where the hash covers every file that went in
 (path, size, mtime) and this builder's version: the image is built once per machine,
 interpreter and package set (a few seconds, about 130 MB for numpy) and reused from the engine's
-image store afterwards; an fcntl lock makes concurrent processes build it once, and an older
-build of the same package set is removed.
+image store afterwards; an fcntl lock makes concurrent processes build it once. Older builds of
+the same package set are kept (another checkout or venv on this machine may be running with
+one); `--prune` removes those no container uses.
 
 Nothing in the image is specific to a run: the trusted supervisor, runner and result reader are
 streamed into each container (sandbox/docker.py), so an image never holds a stale copy.
@@ -402,7 +403,6 @@ def ensure_local_image(client=None, packages=DEFAULT_PACKAGES, force: bool = Fal
                                                       changes=changes)
                 client.images.get(tag)
                 say(f"built {tag} in {time.monotonic() - start:.1f}s")
-                _prune(client, tag, say)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         _memo[names] = tag
@@ -417,9 +417,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="a package of the platform's environment to put in (repeatable; "
                              "default: numpy)")
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
+    parser.add_argument("--prune", action="store_true",
+                        help="then remove the other local builds of the same package set that no container uses")
     args = parser.parse_args(argv)
-    print(ensure_local_image(packages=tuple(args.packages or DEFAULT_PACKAGES),
-                             force=args.force, log=lambda m: print(m, file=sys.stderr)))
+    say = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    tag = ensure_local_image(packages=tuple(args.packages or DEFAULT_PACKAGES), force=args.force, log=say)
+    if args.prune:
+        _prune(_client(), tag, say)
+    print(tag)
 
 
 if __name__ == "__main__":
