@@ -37,6 +37,25 @@ class DatabaseError(RuntimeError):
     """A one-line, actionable database problem (bad URL, unreachable server, corrupt file)."""
 
 
+def outage_cause(exc: BaseException) -> str | None:
+    """The one-line cause when `exc` (or an exception it wraps, as Prefect and SQLAlchemy do) is
+    the database going away under a running program: a SQLite lock held longer than the busy
+    timeout, a PostgreSQL server restarted or unreachable, a dropped connection. None otherwise
+    (a constraint violation or a bug is not an outage)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (OperationalError, InterfaceError)) or (
+                isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            orig = getattr(exc, "orig", None)
+            text = str(orig if orig is not None else exc).strip()
+            return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def resolve_url(url: str | None = None) -> str:
     return normalize_url(url or os.environ.get(ENV_VAR) or DEFAULT_URL)
 

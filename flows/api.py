@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from db import repository as repo
-from db.engine import get_engine
+from db.engine import DatabaseError, get_engine, outage_cause
 from db.repository import CampaignSummary
 from discovery.config import CampaignConfig, ConfigError, resolve
 from discovery.types import Evaluation
@@ -96,11 +96,46 @@ def _execute(campaign_id, cfg, problem, proposer, engine, progress) -> CampaignS
         repo.set_campaign_status(engine, campaign_id, "interrupted", error="interrupted by the user")
         raise
     except BaseException as exc:
-        repo.set_campaign_status(engine, campaign_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
+        cause = outage_cause(exc)
+        if cause is None:
+            repo.set_campaign_status(engine, campaign_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        # The database went away: marking the campaign failed is itself a write to it, so that
+        # write waits (bounded) for the database to come back instead of being lost or raising a
+        # second, less clear error.
+        _mark_failed_patiently(engine, campaign_id, f"database unavailable: {cause}")
+        raise DatabaseError(
+            f"the database became unavailable mid-campaign ({cause}): every completed step is stored; "
+            f"run `discovery resume {campaign_id}` once it is reachable again") from exc
     status = "stopped" if result.get("stopped_reason") else "completed"
     repo.set_campaign_status(engine, campaign_id, status, error=result.get("stopped_reason", ""))
     return repo.summarize(engine, campaign_id)
+
+
+OUTAGE_PATIENCE_S = 30.0  # how long a failed campaign waits for its database to record the failure
+
+
+def _mark_failed_patiently(engine, campaign_id: int, error: str) -> None:
+    """Records status 'failed' with `error`, retrying with backoff for OUTAGE_PATIENCE_S while the
+    database is unavailable. If it stays unavailable the row keeps 'running'; resume works on it
+    all the same (it picks up every campaign that did not complete)."""
+    import logging
+    import time
+
+    deadline = time.monotonic() + OUTAGE_PATIENCE_S
+    delay = 0.25
+    while True:
+        try:
+            repo.set_campaign_status(engine, campaign_id, "failed", error=error[:2000])
+            return
+        except Exception as exc:  # noqa: BLE001 - only outages are retried
+            if outage_cause(exc) is None or time.monotonic() + delay > deadline:
+                logging.getLogger(__name__).warning(
+                    "campaign %s could not be marked failed (%s): it shows 'running' until resumed",
+                    campaign_id, outage_cause(exc) or exc)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
 
 
 def show_campaign(campaign_id: int, *, db_url: str | None = None) -> CampaignSummary:

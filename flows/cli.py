@@ -60,6 +60,14 @@ def _guard(fn, *args, **kwargs):
     except _known_errors() as exc:
         message = exc.args[0] if getattr(exc, "args", None) else str(exc)
         _fail(str(message).splitlines()[0] if message else type(exc).__name__)
+    except Exception as exc:
+        from db.engine import outage_cause
+
+        cause = outage_cause(exc)
+        if cause is None:
+            raise
+        _fail(f"database unavailable ({cause}): check that it is reachable and not locked by another "
+              "program, then run the command again")
 
 
 class _ProgressBar:
