@@ -22,7 +22,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +32,7 @@ import pytest
 
 from problems import get_problem
 from problems.evaluate import candidate_request, evaluate
-from sandbox import BwrapSandbox, ProcessSandbox, RunRequest
+from sandbox import BwrapSandbox, ProcessSandbox
 from sandbox.bwrap import find_bwrap
 from tests.reliability.attacks import CATALOGUE, CLAIMED, SMALL, Attack
 from tests.sandbox.conftest import leftovers, require_docker
