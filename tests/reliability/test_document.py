@@ -24,11 +24,23 @@ def _first_cells() -> set[str]:
     return {line.split("|")[1].strip() for line in DOC.splitlines() if line.startswith("| ")}
 
 
-def test_the_catalogue_has_enough_distinct_attacks_on_every_problem():
+def test_every_attack_meets_every_problem_and_every_backend():
+    from tests.reliability.test_redteam import BACKEND_NAMES, CASES
+
     assert len(CATALOGUE) >= 25
     assert {c.category for c in CATALOGUE} == {"escape", "exhaustion", "reward"}
+    assert set(BACKEND_NAMES) == {"process", "bwrap", "docker"}
+    cases = [tuple(c.values) for c in CASES]
+    assert len(set((a.name, p, b) for a, p, b in cases)) == len(cases), "a case runs twice"
     for problem in ALL:
-        assert sum(problem in a.problems for a in CATALOGUE) >= 25, problem
+        attacks = {a.name for a, p, _ in cases if p == problem}
+        assert len(attacks) >= 25, (problem, len(attacks))
+        for backend in BACKEND_NAMES:
+            assert sum(p == problem and b == backend for _, p, b in cases) >= 12, (problem, backend)
+    for attack in CATALOGUE:
+        assert {b for a, _, b in cases if a is attack} == set(BACKEND_NAMES), attack.name
+        if attack.category != "reward":  # the problem-independent ones meet every problem
+            assert {p for a, p, _ in cases if a is attack} == set(ALL), attack.name
 
 
 def test_every_attack_has_its_row():

@@ -34,7 +34,7 @@ from problems import get_problem
 from problems.evaluate import candidate_request, evaluate
 from sandbox import BwrapSandbox, ProcessSandbox
 from sandbox.bwrap import find_bwrap
-from tests.reliability.attacks import CATALOGUE, CLAIMED, SMALL, Attack
+from tests.reliability.attacks import ALL, CATALOGUE, CLAIMED, ESCAPE, EXHAUSTION, SMALL, Attack
 from tests.sandbox.conftest import leftovers, require_docker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,8 +45,31 @@ BACKENDS = [
         find_bwrap() is None, reason="bwrap (bubblewrap) is not installed")),
     pytest.param("docker", id="docker"),
 ]
-CASES = [pytest.param(attack, name, id=f"{attack.name}-{name}")
-         for attack in CATALOGUE for name in attack.problems]
+BACKEND_NAMES = tuple(p.values[0] for p in BACKENDS)
+_MARKS = {p.values[0]: p.marks for p in BACKENDS}
+
+
+def _cases() -> list:
+    """(attack, problem, backend) cases.
+
+    Every attack runs on every backend for each problem it names. An escape or exhaustion attack
+    does not depend on the problem's answer, so it names only erdos_min_overlap, where it runs on
+    every backend; it also runs once on each other shipped problem, on a backend that rotates
+    with the attack (attack i, j-th other problem: backend (i + j) mod 3). So every attack meets
+    every problem and every backend, and every (problem, backend) pair meets many attacks: each
+    problem's own limits, image, entry point and candidate environment are attacked on each
+    backend without running the full attack x problem x backend product."""
+    out = []
+    for i, attack in enumerate(CATALOGUE):
+        runs = [(name, b) for name in attack.problems for b in BACKEND_NAMES]
+        if attack.category in (ESCAPE, EXHAUSTION):
+            others = [name for name in ALL if name not in attack.problems]
+            runs += [(name, BACKEND_NAMES[(i + j) % len(BACKEND_NAMES)]) for j, name in enumerate(others)]
+        out += [pytest.param(attack, name, b, id=f"{attack.name}-{name}-{b}", marks=_MARKS[b]) for name, b in runs]
+    return out
+
+
+CASES = _cases()
 
 
 # ---------------------------------------------------------------- problems, shrunk in work only
@@ -111,7 +134,7 @@ def sandboxes():
         made["docker"].close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def backend(request, sandboxes):
     name = request.param
     if name not in sandboxes:
@@ -289,14 +312,17 @@ def assert_honest(ev, attack: Attack, problem, sb, program: str):
     """An ok evaluation's score is the trusted one, never a claimed one."""
     assert ev.score is not None and math.isfinite(ev.score)
     assert ev.score != CLAIMED and abs(ev.score) < 1e6
-    if attack.honest == "seed":
+    honest = attack.honest
+    if honest == "seed" and problem.name == "lasso_path":
+        honest = "timing"  # lasso_path's score is measured time: check that it was really measured
+    if honest == "seed":
         assert ev.score == seed_score(problem.name), (ev.score, seed_score(problem.name))
-    elif attack.honest == "rescore":
+    elif honest == "rescore":
         run = sb.run(candidate_request(problem, program))
         assert run.status == "ok", run
         expected = problem.score(run.output)
         assert expected.status == "ok" and ev.score == expected.score, (ev.score, expected)
-    elif attack.honest == "timing":
+    elif honest == "timing":
         from problems.lasso_path.evaluator import Settings
 
         floor = Settings().min_time_s
@@ -329,7 +355,7 @@ def _evaluate_with_victim(problem, program, sb, host, marker):
 HOLES: dict[tuple[str, str, str], str] = {}
 
 
-@pytest.mark.parametrize("attack,problem_name", CASES)
+@pytest.mark.parametrize("attack,problem_name,backend", CASES, indirect=["backend"])
 def test_attack(attack: Attack, problem_name: str, backend, host, monkeypatch, request, marker):
     hole = HOLES.get((attack.name, backend.name, problem_name))
     if hole:
