@@ -235,6 +235,15 @@ def go(page: str, **params: Any) -> None:
     st.switch_page(PAGES[page], query_params={k: str(v) for k, v in params.items() if v is not None})
 
 
+def selected_row(frame: pd.DataFrame, *, key: str, column_config: dict[str, Any]) -> pd.Series | None:
+    """Shows `frame` as a table whose rows can be selected one at a time; returns the selected
+    row (the page then opens what it points to with `go`), or None."""
+    event = st.dataframe(frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                         key=key, column_config=column_config)
+    rows = event.selection.rows if event is not None else []
+    return frame.iloc[rows[0]] if rows else None
+
+
 def link(page: str, label: str, **params: Any) -> None:
     st.page_link(PAGES[page], label=label, query_params={k: str(v) for k, v in params.items() if v is not None})
 

@@ -62,22 +62,35 @@ def create_campaign(
         return row.id
 
 
+def _get_or_explain(s: Session, model: type, row_id: int, error: type[LookupError], noun: str, empty_hint: str):
+    """The `model` row with id `row_id`, or `error` naming up to five recent ids (or, in an
+    empty table, `empty_hint`: how to make the first one)."""
+    row = s.get(model, row_id)
+    if row is None:
+        known = s.scalars(select(model.id).order_by(model.id.desc()).limit(5)).all()
+        hint = f"recent ids: {', '.join(map(str, known))}" if known else empty_hint
+        raise error(f"no {noun} with id {row_id} ({hint})")
+    return row
+
+
+def _list(engine: Engine, model: type) -> list[Any]:
+    """Every row of `model` in id order, detached from the session."""
+    with session_scope(engine) as s:
+        rows = list(s.scalars(select(model).order_by(model.id)))
+        s.expunge_all()
+        return rows
+
+
 def get_campaign(engine: Engine, campaign_id: int) -> Campaign:
     with session_scope(engine) as s:
-        row = s.get(Campaign, campaign_id)
-        if row is None:
-            known = s.scalars(select(Campaign.id).order_by(Campaign.id.desc()).limit(5)).all()
-            hint = f"recent ids: {', '.join(map(str, known))}" if known else "no campaigns yet: start one with `discovery run`"
-            raise UnknownCampaign(f"no campaign with id {campaign_id} ({hint})")
+        row = _get_or_explain(s, Campaign, campaign_id, UnknownCampaign, "campaign",
+                              "no campaigns yet: start one with `discovery run`")
         s.expunge(row)
         return row
 
 
 def list_campaigns(engine: Engine) -> list[Campaign]:
-    with session_scope(engine) as s:
-        rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
-        s.expunge_all()
-        return rows
+    return _list(engine, Campaign)
 
 
 def set_campaign_status(engine: Engine, campaign_id: int, status: str, *, error: str = "") -> None:
@@ -538,12 +551,8 @@ def get_comparison(engine: Engine, comparison_id: int) -> tuple[Any, list[Any]]:
     from db.models import Comparison, ComparisonRun
 
     with session_scope(engine) as s:
-        row = s.get(Comparison, comparison_id)
-        if row is None:
-            known = s.scalars(select(Comparison.id).order_by(Comparison.id.desc()).limit(5)).all()
-            hint = (f"recent ids: {', '.join(map(str, known))}" if known
-                    else "no comparisons yet: start one with `discovery compare`")
-            raise UnknownComparison(f"no comparison with id {comparison_id} ({hint})")
+        row = _get_or_explain(s, Comparison, comparison_id, UnknownComparison, "comparison",
+                              "no comparisons yet: start one with `discovery compare`")
         runs = list(s.scalars(select(ComparisonRun).where(ComparisonRun.comparison_id == comparison_id)
                               .order_by(ComparisonRun.id)))
         s.expunge_all()
@@ -553,10 +562,7 @@ def get_comparison(engine: Engine, comparison_id: int) -> tuple[Any, list[Any]]:
 def list_comparisons(engine: Engine) -> list[Any]:
     from db.models import Comparison
 
-    with session_scope(engine) as s:
-        rows = list(s.scalars(select(Comparison).order_by(Comparison.id)))
-        s.expunge_all()
-        return rows
+    return _list(engine, Comparison)
 
 
 # ---------------------------------------------------------------- exports
@@ -616,12 +622,8 @@ def get_export(engine: Engine, export_id: int) -> Any:
     from db.models import Export
 
     with session_scope(engine) as s:
-        row = s.get(Export, export_id)
-        if row is None:
-            known = s.scalars(select(Export.id).order_by(Export.id.desc()).limit(5)).all()
-            hint = (f"recent ids: {', '.join(map(str, known))}" if known
-                    else "no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
-            raise UnknownExport(f"no export with id {export_id} ({hint})")
+        row = _get_or_explain(s, Export, export_id, UnknownExport, "export",
+                              "no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
         s.expunge(row)
         return row
 
@@ -629,10 +631,7 @@ def get_export(engine: Engine, export_id: int) -> Any:
 def list_exports(engine: Engine) -> list[Any]:
     from db.models import Export
 
-    with session_scope(engine) as s:
-        rows = list(s.scalars(select(Export).order_by(Export.id)))
-        s.expunge_all()
-        return rows
+    return _list(engine, Export)
 
 
 @contextlib.contextmanager

@@ -155,13 +155,17 @@ class _Tail:
         return data.decode("utf-8", errors="replace")
 
 
-def kill_token_holders(token: str, rounds: int = 20) -> int:
-    """SIGKILLs every process whose initial environment carries the run token; repeats until a
-    scan finds none (a process may fork while we scan). Returns how many kills were sent."""
+def kill_token_holders(token: str, rounds: int = 20, uid: int | None = None) -> int:
+    """SIGKILLs every process whose initial environment carries the run token, and (given the
+    run's own `uid`) every process of that uid, which also finds a process that dropped the
+    token; repeats until a scan finds none (a process may fork while we scan). Returns how many
+    kills were sent."""
+    from sandbox.uids import processes_of
+
     needle = f"{TOKEN_VAR}={token}".encode()
     me, sent = os.getpid(), 0
     for _ in range(rounds):
-        found = False
+        found = set(processes_of(uid)) if uid is not None else set()
         for name in os.listdir("/proc"):
             if not name.isdigit() or int(name) == me:
                 continue
@@ -171,12 +175,14 @@ def kill_token_holders(token: str, rounds: int = 20) -> int:
             except OSError:
                 continue
             if needle in data.split(b"\0"):
-                found = True
-                try:
-                    os.kill(int(name), signal.SIGKILL)
-                    sent += 1
-                except OSError:
-                    pass
+                found.add(int(name))
+        found.discard(me)
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                sent += 1
+            except OSError:
+                pass
         if not found:
             break
         time.sleep(0.01)
@@ -371,22 +377,25 @@ class SubprocessSandbox:
         return outcome
 
     # -- the run -------------------------------------------------------------------------
-    def _prepare(self, request: RunRequest, inputs: dict[str, Any]) -> str:
+    def _prepare(self, request: RunRequest, inputs: dict[str, Any], uid: int | None) -> str:
+        setup = self._setup(request)
+        if uid is not None:
+            setup["uid"] = uid
         args = {"entrypoint": request.entrypoint, "kwargs": request.kwargs,
                 "inputs": sorted(inputs), "limits": dataclasses.asdict(request.limits),
-                "setup": self._setup(request)}
+                "setup": setup}
         files = {"runner.py": RUNNER_SOURCE.read_bytes(),
                  "candidate.py": request.program.encode("utf-8", errors="surrogatepass"),
                  "args.json": json.dumps(args).encode()}
         work_dir = tempfile.mkdtemp(prefix="sbx-", dir=self.work_root)  # mode 0700
         try:
-            self._fill(work_dir, files, inputs)
+            self._fill(work_dir, files, inputs, NOBODY if uid is None else uid)
         except BaseException:
             _remove_tree(work_dir)
             raise
         return work_dir
 
-    def _fill(self, work_dir: str, files: dict[str, bytes], inputs: dict[str, Any]) -> None:
+    def _fill(self, work_dir: str, files: dict[str, bytes], inputs: dict[str, Any], uid: int) -> None:
         owned = [work_dir]
         for name, data in files.items():
             path = os.path.join(work_dir, name)
@@ -406,18 +415,26 @@ class SubprocessSandbox:
                 owned.append(path)
         if is_root():
             for path in owned:
-                os.chown(path, NOBODY, NOBODY)
+                os.chown(path, uid, uid)
 
     def run(self, request: RunRequest) -> RunResult:
         # Caller bugs raise ValueError here, before anything is started or written.
         inputs = check_inputs(request.inputs, request.kwargs)
         check_python(request.python)
+        if not is_root():
+            return self._run(request, inputs, None)
+        from sandbox.uids import lease
+
+        with lease() as uid:  # as root: a uid no concurrent evaluation shares (see sandbox/uids.py)
+            return self._run(request, inputs, uid)
+
+    def _run(self, request: RunRequest, inputs: dict[str, Any], uid: int | None) -> RunResult:
         start = time.monotonic()
         token = new_token()
         work_dir = None
         try:
             try:
-                work_dir = self._prepare(request, inputs)
+                work_dir = self._prepare(request, inputs, uid)
             except (TypeError, ValueError) as exc:  # kwargs not JSON, bad program text
                 return RunResult(status="error", error=f"bad request: {exc}", backend=self.name,
                                  duration_s=time.monotonic() - start)
@@ -434,7 +451,7 @@ class SubprocessSandbox:
                              f"{exc}", backend=self.name, duration_s=time.monotonic() - start)
         finally:
             try:
-                kill_token_holders(token)
+                kill_token_holders(token, uid=uid)
             finally:
                 if work_dir is not None:
                     _remove_tree(work_dir)

@@ -174,11 +174,11 @@ def _set_limits(lim):
     _limit(resource.RLIMIT_CORE, 0)
 
 
-def _drop_privileges():
+def _drop_privileges(uid):
     os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
-    if {os.getuid(), os.geteuid(), os.getgid(), os.getegid()} != {NOBODY}:
+    os.setgid(uid)
+    os.setuid(uid)
+    if {os.getuid(), os.geteuid(), os.getgid(), os.getegid()} != {uid}:
         raise OSError("privilege drop did not take effect")
 
 
@@ -245,7 +245,7 @@ def main():
         _no_new_privs()
         _set_limits(args["limits"])
         if setup.get("drop") and os.geteuid() == 0:
-            _drop_privileges()
+            _drop_privileges(int(setup.get("uid", NOBODY)))
         entrypoint, kwargs = args["entrypoint"], dict(args.get("kwargs") or {})
         kwargs.update(_load_inputs(args.get("inputs") or []))
     except Exception as exc:

@@ -103,9 +103,8 @@ left, right = st.columns(2)
 with left:
     st.markdown("**Trajectories**")
     trajectories = state.trajectory_table(url, campaign_id, key)
-    event = st.dataframe(
-        trajectories.drop(columns=["trajectory_id", "parent_trajectory_id"]),
-        hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="trajectories",
+    chosen = state.selected_row(
+        trajectories.drop(columns=["trajectory_id", "parent_trajectory_id"]), key="trajectories",
         column_config={
             "index": st.column_config.NumberColumn("trajectory", format="%d"),
             "best_score": st.column_config.NumberColumn("best", format="%.6f"),
@@ -113,23 +112,22 @@ with left:
             "last_at": st.column_config.DatetimeColumn("last step", format="HH:mm:ss"),
         },
     )
-    if event is not None and event.selection.rows:
-        chosen = trajectories.iloc[event.selection.rows[0]]
+    if chosen is not None:
         state.go("trajectory", campaign=campaign_id, trajectory=int(chosen["index"]))
     st.caption("Select a trajectory to see its tree of steps.")
 with right:
     st.markdown("**Best programs**")
     best = state.best_candidates(url, campaign_id, key)
-    event = st.dataframe(
-        best, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="best",
+    picked = state.selected_row(
+        best, key="best",
         column_config={
             "candidate_id": st.column_config.NumberColumn("candidate", format="%d"),
             "score": st.column_config.NumberColumn("score", format="%.6f"),
             "index": st.column_config.NumberColumn("move", format="%d"),
         },
     )
-    if event is not None and event.selection.rows:
-        state.go("candidate", candidate=int(best.iloc[event.selection.rows[0]]["candidate_id"]))
+    if picked is not None:
+        state.go("candidate", candidate=int(picked["candidate_id"]))
     st.caption("Select a program to read it beside its parent.")
 
 with st.expander("Configuration"):

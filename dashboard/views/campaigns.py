@@ -33,12 +33,8 @@ view = shown.assign(
 )
 columns = ["link", "id", "name", "problem", "strategy", "model", "status", "used", "steps", "budget", "best_score",
            "best_known_ratio", "cost_usd", "started_at", "duration_s"]
-event = st.dataframe(
+picked = state.selected_row(
     view[columns],
-    hide_index=True,
-    width="stretch",
-    on_select="rerun",
-    selection_mode="single-row",
     key="campaign_table",
     column_config={
         "link": st.column_config.LinkColumn("open", display_text="open", width="small"),
@@ -56,7 +52,6 @@ event = st.dataframe(
         "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
     },
 )
-rows = event.selection.rows if event is not None else []
-if rows:
-    state.go("campaign", campaign=int(view.iloc[rows[0]]["id"]))
+if picked is not None:
+    state.go("campaign", campaign=int(picked["id"]))
 st.caption("Select a row (or follow its link) to open the campaign.")

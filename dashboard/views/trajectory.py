@@ -59,9 +59,8 @@ st.caption("x: move number; each node is one proposal, coloured by its score (gr
 
 st.markdown("**Steps**")
 steps = nodes.copy()
-event = st.dataframe(
-    steps, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-    key=f"steps_{campaign_id}_{chosen}",
+row = state.selected_row(
+    steps, key=f"steps_{campaign_id}_{chosen}",
     column_config={
         "index": st.column_config.NumberColumn("move", format="%d"),
         "candidate_id": st.column_config.NumberColumn("candidate", format="%d"),
@@ -69,8 +68,8 @@ event = st.dataframe(
         "score": st.column_config.NumberColumn("score", format="%.6f"),
     },
 )
-if event is not None and event.selection.rows:
-    cid = steps.iloc[event.selection.rows[0]]["candidate_id"]
+if row is not None:
+    cid = row["candidate_id"]
     if not pd.isna(cid):
         state.go("candidate", candidate=int(cid))
     else:

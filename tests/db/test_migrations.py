@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from db import repository as repo
 from db.engine import alembic_config, alembic_head, dispose_engines, get_engine
 from db.models import Base
+from tests.migrations import alembic, kept_campaign, schema_diff
+from tests.migrations import revision as revision_of
 
 RELEASED = json.loads(Path(__file__).with_name("sqlite_schema_released.json").read_text())
 CYCLIC_FKS = {  # name -> (table, column, referred table, ondelete)
@@ -32,13 +32,6 @@ CYCLIC_FKS = {  # name -> (table, column, referred table, ondelete)
 }
 
 
-def _alembic(engine, action, revision: str) -> None:
-    cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        action(cfg, revision)
-
-
 def _sqlite_schema(engine) -> list[list]:
     with engine.connect() as conn:
         return [list(r) for r in conn.execute(
@@ -46,14 +39,8 @@ def _sqlite_schema(engine) -> list[list]:
 
 
 def _assert_schema_is_head(engine) -> None:
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [alembic_head()]
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-
-
-def _campaign(engine) -> int:
-    return repo.create_campaign(engine, name="kept", problem="p", strategy="simpletes", model="offline", seed=0,
-                                budget=4, direction="minimize", evaluator_version="1", config={"problem": "p"})
+    assert revision_of(engine) == alembic_head()
+    assert schema_diff(engine) == []
 
 
 # ---------------------------------------------------------------- SQLite
@@ -62,7 +49,7 @@ def _campaign(engine) -> int:
 @pytest.mark.parametrize("revision", sorted(RELEASED))
 def test_released_migrations_write_the_recorded_sqlite_schema(tmp_path, revision):
     engine = create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-    _alembic(engine, command.upgrade, revision)
+    alembic(engine, command.upgrade, revision)
     assert _sqlite_schema(engine) == RELEASED[revision]
     engine.dispose()
 
@@ -78,7 +65,7 @@ def test_a_database_made_by_the_released_0001_upgrades_to_head(tmp_path):
         conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES ('0001')")
     engine.dispose()
     engine = get_engine(f"sqlite:///{path}")  # migrates to head
-    cid = _campaign(engine)
+    cid = kept_campaign(engine)
     tid = repo.ensure_trajectory(engine, cid, 0)
     assert repo.ensure_trajectory(engine, cid, 0) == tid
     _assert_schema_is_head(engine)
@@ -106,17 +93,17 @@ def test_postgres_migrations_from_empty_match_the_models(pg_url):
 
 def test_postgres_migrations_go_down_to_empty_and_up_again_keeping_rows(pg_url):
     engine = get_engine(pg_url, migrate=False)
-    _alembic(engine, command.upgrade, "0001")
-    cid = _campaign(engine)
-    _alembic(engine, command.upgrade, "head")
+    alembic(engine, command.upgrade, "0001")
+    cid = kept_campaign(engine)
+    alembic(engine, command.upgrade, "head")
     _assert_schema_is_head(engine)
     assert repo.get_campaign(engine, cid).name == "kept"
     repo.create_export(engine, username="u", command="c", params={"campaigns": [cid]}, out_dir="/x")
-    _alembic(engine, command.downgrade, "0001")
+    alembic(engine, command.downgrade, "0001")
     assert not inspect(engine).has_table("export") and repo.get_campaign(engine, cid).name == "kept"
-    _alembic(engine, command.downgrade, "base")
+    alembic(engine, command.downgrade, "base")
     assert inspect(engine).get_table_names() == ["alembic_version"]
-    _alembic(engine, command.upgrade, "head")
+    alembic(engine, command.upgrade, "head")
     _assert_schema_is_head(engine)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -116,6 +117,66 @@ def test_fork_bomb_is_bounded(sandbox):
     # sandbox uid on this host (concurrent evaluations, other test runs): the bound is what
     # matters; a busy host can leave no fork at all (0).
     assert 0 <= r.output <= 7
+    assert leftovers(marker) == []
+
+
+def _running_with(marker: str) -> list[int]:
+    """Pids whose command line carries `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_fork_bomb_does_not_starve_a_concurrent_evaluation(sandbox):
+    """One candidate holds every process its limit allows while another, evaluated at the same
+    time under the same limit, starts threads (each counts against RLIMIT_NPROC): the second
+    must not fail because of the first. (Before every run got a uid of its own, both ran as
+    nobody and shared one process allowance: the honest one failed with 'can't start new
+    thread'.)"""
+    marker = f"sbx-marker-{uuid.uuid4().hex}"
+    bomb = (
+        "import os, sys, time\n"
+        "def f(marker):\n"
+        "    n = 0\n"
+        "    for _ in range(64):\n"
+        "        try:\n"
+        "            pid = os.fork()\n"
+        "        except OSError:\n"
+        "            break\n"
+        "        if pid == 0:\n"
+        "            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(20)', marker])\n"
+        "        n += 1\n"
+        "    open('held', 'w').close()\n"
+        "    time.sleep(6)\n"
+        "    return n\n")
+    honest = (
+        "import threading\n"
+        "def f():\n"
+        "    out = []\n"
+        "    threads = [threading.Thread(target=out.append, args=(i,)) for i in range(6)]\n"
+        "    for t in threads:\n"
+        "        t.start()\n"
+        "    for t in threads:\n"
+        "        t.join()\n"
+        "    return sorted(out)\n")
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(run, sandbox, bomb, kwargs={"marker": marker}, max_processes=12)
+        deadline = time.monotonic() + 20
+        while len(_running_with(marker)) < 8 and time.monotonic() < deadline:  # the bomb holds its processes
+            time.sleep(0.05)
+        assert not held.done(), held.result()
+        assert len(_running_with(marker)) >= 8, "the fork bomb never held its processes"
+        r = run(sandbox, honest, max_processes=12)
+        bombed = held.result()
+    assert bombed.status == "ok" and bombed.output >= 8, bombed
+    assert r.status == "ok", r
+    assert r.output == [0, 1, 2, 3, 4, 5]
     assert leftovers(marker) == []
 
 
