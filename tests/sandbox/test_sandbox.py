@@ -137,8 +137,8 @@ def test_a_fork_bomb_does_not_starve_a_concurrent_evaluation(sandbox):
     """One candidate holds every process its limit allows while another, evaluated at the same
     time under the same limit, starts threads (each counts against RLIMIT_NPROC): the second
     must not fail because of the first. (Before every run got a uid of its own, both ran as
-    nobody and shared one process allowance: the honest one failed with 'can't start new
-    thread'.)"""
+    nobody and shared one process allowance: the honest one ended 'killed' on process and
+    bwrap.)"""
     marker = f"sbx-marker-{uuid.uuid4().hex}"
     bomb = (
         "import os, sys, time\n"
