@@ -2,11 +2,13 @@
 
 Backends:
   bwrap   - bubblewrap: private pid/net/ipc/uts/mount namespaces, a file-system view holding only
-            the interpreter and the work dir, uid 65534, rlimits. Preferred.
+            the interpreter and the work dir, a uid of the run's own as root (else 65534 in a
+            user namespace), rlimits. Preferred.
   process - a plain child process. As root: private net/mount/ipc/uts/pid namespaces (with a
-            reaping pid 1 and its own /proc), /tmp, /var/tmp, /dev/shm, /run/lock, /dev/mqueue and this checkout hidden,
-            uid 65534, rlimits, no_new_privs. It still sees the rest of the host file system
-            (whatever uid 65534 may read or write there, e.g. /etc, /home, /sys). Not as root:
+            reaping pid 1 and its own /proc), /tmp, /var/tmp, /dev/shm, /run/lock, /dev/mqueue,
+            this checkout and every top-level folder but /usr, /etc, /dev, /proc and /sys hidden
+            (the interpreter's prefixes bound back read-only), a uid of the run's own, rlimits,
+            no_new_privs. It still sees /usr, /etc and /sys (what any uid may read there). Not as root:
             rlimits and a scrubbed environment only (network, files and /proc of the platform's
             own user stay reachable, and a child that clears its environment and calls setsid
             can outlive the run).

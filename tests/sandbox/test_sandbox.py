@@ -334,6 +334,44 @@ def test_pickled_array_is_rejected(sandbox):
     assert r.error.startswith("result array is invalid")
 
 
+def test_cannot_read_other_checkouts_or_users_files(sandbox):
+    """World-readable files a candidate could learn from (another checkout's reference answers
+    beside this one, a user's home, /opt, /srv, /mnt) are invisible, not merely unwritable."""
+    needs_isolation(sandbox)
+    name = f"sbx-secret-{uuid.uuid4().hex}"
+    places = [REPO.parent / name, Path("/opt") / name, Path("/srv") / name, Path("/mnt") / name,
+              Path(os.path.expanduser("~")) / name]
+    made = []
+    try:
+        for folder in places:
+            try:
+                folder.mkdir(mode=0o755)
+            except OSError:  # e.g. not root: /opt is not ours to write
+                continue
+            (folder / "reference.txt").write_text("the answer")
+            (folder / "reference.txt").chmod(0o644)
+            made.append(folder)
+        assert made, "no folder could be made to hide"
+        program = (
+            "import os\n"
+            "def f(paths):\n"
+            "    out = {}\n"
+            "    for p in paths:\n"
+            "        try:\n"
+            "            out[p] = open(os.path.join(p, 'reference.txt')).read()\n"
+            "        except OSError as e:\n"
+            "            out[p] = 'failed: ' + type(e).__name__\n"
+            "    return out\n")
+        r = run(sandbox, program, kwargs={"paths": [str(m) for m in made]})
+        assert r.status == "ok", r
+        for folder in made:
+            assert r.output[str(folder)].startswith("failed: "), (str(folder), r.output[str(folder)])
+    finally:
+        for folder in made:
+            (folder / "reference.txt").unlink()
+            folder.rmdir()
+
+
 def test_many_runs_from_threads(sandbox):
     program = "def f(i):\n    return [i, i * i]\n"
     with ThreadPoolExecutor(4) as pool:
