@@ -119,8 +119,21 @@ def seed_score(name: str) -> float:
 
 
 def limited(problem, attack: Attack):
+    """The problem under the attack's limits. lasso_path runs candidates under its evaluator's
+    own run limits (one process: no threads, no fork, so no CPU time escapes the timing), so the
+    attack's limits go there, keeping that one-process rule."""
     if not attack.limits:
         return problem
+    if problem.name == "lasso_path":
+        settings = problem.evaluator.settings
+        small = {k: v for k, v in attack.limits.items() if k != "max_processes"}
+        # time for the honest solve besides the attack (the seed needs about 1 s of CPU here)
+        small["cpu_seconds"] = max(small.get("cpu_seconds", 0), 8.0)
+        small["wall_seconds"] = max(small.get("wall_seconds", 0), 10.0)
+        settings = dataclasses.replace(settings, run_limits=dataclasses.replace(settings.run_limits, **small))
+        evaluator = type(problem.evaluator)(problem.evaluator.suites["search"], problem.evaluator.suites["holdout"],
+                                            settings)
+        return dataclasses.replace(problem, evaluator=evaluator)
     return dataclasses.replace(problem, limits=dataclasses.replace(problem.limits, **attack.limits))
 
 
@@ -340,7 +353,7 @@ def _evaluate_with_victim(problem, program, sb, host, marker):
     victim = (problem.seed_program.replace(f"def {entry}(", "def _victim_honest(", 1)
               + f"\nVICTIM_SECRET = {victim_secret!r}\n"
               f"def {entry}(*args, **kwargs):\n    import time\n    time.sleep(3)\n"
-              f"    return _victim_honest(*args, **kwargs)\n")
+              f"    return [0.0]\n")  # run directly (no instance arguments): it only has to be running
     results = []
     t = threading.Thread(target=lambda: results.append(sb.run(candidate_request(problem, victim))))
     t.start()
@@ -386,7 +399,10 @@ def test_attack(attack: Attack, problem_name: str, backend, host, monkeypatch, r
         detail = (attack.name, backend.name, problem_name, ev.status, ev.score, ev.feedback[:600],
                   ev.stdout[-300:])
         assert "BREACH" not in ev.stdout, detail
-        assert ev.status in attack.expect, detail
+        expect = set(attack.expect)
+        if problem_name == "lasso_path" and attack.category == EXHAUSTION:
+            expect.add("error")  # lasso_path allows one process: an attack that forks fails (EAGAIN)
+        assert ev.status in expect, detail
         assert ev.score != CLAIMED
         if ev.status == "ok":
             assert_honest(ev, attack, problem, backend, program)
