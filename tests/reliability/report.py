@@ -31,6 +31,7 @@ def redteam_rows(outcomes: list[dict], catalogue, holes: dict) -> list[str]:
     lines = ["| attack | category | what it tries | test (pytest node id pattern) | outcome on process / bwrap / docker |",
              "|---|---|---|---|---|"]
     for a in catalogue:
+        named = len({r["problem"] for (name, _), rs in by.items() if name == a.name for r in rs}) > 1
         cells = []
         for b in BACKEND_ORDER:
             rs = by.get((a.name, b), [])
@@ -46,7 +47,7 @@ def redteam_rows(outcomes: list[dict], catalogue, holes: dict) -> list[str]:
                     tag = " **HOLE (xfail strict)**" if hole.startswith("HOLE") else " (defect, xfail strict)"
                 elif "ok" in r["statuses"] and a.honest:
                     tag = " (honest score)"
-                parts.append(f"{r['problem']}={st}{tag}" if len(a.problems) > 1 else f"{st}{tag}")
+                parts.append(f"{r['problem']}={st}{tag}" if named else f"{st}{tag}")
             cells.append(f"{b}: " + ", ".join(parts))
         desc = a.description.replace("|", "/")
         lines.append(f"| {a.name} | {a.category} | {desc} | "
