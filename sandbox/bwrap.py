@@ -13,8 +13,8 @@ explicitly, and bwrap sets no_new_privs.
 Identity. Run as root, `--unshare-user --uid 65534` works but only *inside* a user namespace
 whose 65534 maps back to host uid 0, and the kernel does not enforce RLIMIT_NPROC for host uid 0
 (a fork bomb would be unbounded). So as root we do not create a user namespace: bwrap keeps only
-CAP_SETUID/CAP_SETGID/CAP_DAC_OVERRIDE, and the trusted runner drops to the real uid/gid 65534
-(losing all capabilities) before importing the candidate. Not as root, bwrap creates a user
+CAP_SETUID/CAP_SETGID/CAP_DAC_OVERRIDE, and the trusted runner drops to a real uid/gid leased
+for this run alone (sandbox/uids.py; losing all capabilities) before importing the candidate. Not as root, bwrap creates a user
 namespace and the candidate runs as 65534 mapped to the platform's uid.
 
 With --as-pid-1 the runner is the namespace's pid 1: it forks, reaps every process (so the CPU

@@ -84,8 +84,8 @@ from sandbox.result import ResultError, parse_json, parse_npy
 IMAGE_VAR = "DISCOVERY_DOCKER_IMAGE"
 WORK = "/work"
 # Every process in the container (the supervisor and the candidate) runs as this uid: not root,
-# and not the host's nobody (65534), whose processes the process and bwrap backends count against
-# their RLIMIT_NPROC: a warm container's supervisor must not use up their budget. (65532 is
+# and not the host's nobody (65534), which other programs on the host may use (the process and
+# bwrap backends run each candidate as a uid of its own, sandbox/uids.py). (65532 is
 # "nonroot" in distroless images; no login user of a host has it.)
 UID = 65532
 LABEL = "org.discovery.sandbox"

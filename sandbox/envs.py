@@ -16,7 +16,7 @@ Build (once per requirement set, machine-wide):
     is pinned to that version (unless its specifier excludes it), so the wheel comes from pip's
     cache and the candidate sees the same numpy as the trusted scorer;
   - no pip or setuptools end up in the env (unless a requirement pulls them in); the tree is
-    made world-readable (candidates run as uid 65534), a marker file is written and the temp
+    made world-readable (candidates run as an unprivileged uid of their own), a marker file is written and the temp
     folder is renamed into place atomically;
   - a per-env fcntl lock (plus a thread lock) makes concurrent processes and threads build once.
 
@@ -221,7 +221,7 @@ def _req_name(req: str) -> str:
 
 
 def _make_readable(path: str) -> None:
-    """u=rwX,go=rX on the whole tree (symlinks untouched), so uid 65534 can use it."""
+    """u=rwX,go=rX on the whole tree (symlinks untouched), so any candidate uid can use it."""
     import stat
 
     for dirpath, dirnames, filenames in os.walk(path):
