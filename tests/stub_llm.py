@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import math
 import socket
@@ -40,7 +41,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-__all__ = ["Fault", "RecordedRequest", "StubLLMServer", "count_tokens"]
+__all__ = ["Fault", "RecordedRequest", "StubLLMServer", "count_tokens", "cycling"]
+
+
+def cycling(contents: Sequence[str]) -> Callable[[dict], str]:
+    """A responder that answers contents[0], contents[1], ... and starts again after the last
+    (thread-safe: the server handles requests concurrently)."""
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def responder(body: dict) -> str:
+        with lock:
+            return contents[next(counter) % len(contents)]
+
+    return responder
 
 
 def count_tokens(text: str) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from db import repository as repo
 from db.engine import get_engine
 from flows.api import resume_campaign, run_campaign
-from tests.stub_llm import StubLLMServer
+from tests.stub_llm import StubLLMServer, cycling
 
 TOY = str(Path(__file__).with_name("toy_problem.py"))
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -90,14 +88,7 @@ def test_litellm_campaign_against_local_stub_server():
         "```python\ndef construct(:\n    return [3]\n```",
         _block([3.0]),
     ]
-    counter = itertools.count()
-    lock = threading.Lock()
-
-    def responder(body):
-        with lock:
-            return scripted[next(counter) % len(scripted)]
-
-    with StubLLMServer(responder) as stub:
+    with StubLLMServer(cycling(scripted)) as stub:
         summary = run_campaign(
             TOY, model="openai/stub-model", api_base=stub.url, chains=2, k=3, budget=12, seed=0, llm_retries=1,
         )
@@ -150,14 +141,7 @@ def test_hostile_candidates_are_contained_and_the_campaign_goes_on(tmp_path, mon
     programs = [
         f"```python\n# hostile: {name}\nPORT = {port}\nTARGET = {str(target)!r}\n{code}```" for name, code in HOSTILE.items()
     ]
-    counter = itertools.count()
-    lock = threading.Lock()
-
-    def responder(body):
-        with lock:
-            return programs[next(counter) % len(programs)]
-
-    with StubLLMServer(responder) as stub:
+    with StubLLMServer(cycling(programs)) as stub:
         summary = run_campaign(
             TOY, model="openai/stub-model", api_base=stub.url, chains=1, k=len(programs), budget=len(programs),
             seed=0, llm_concurrency=len(programs), eval_slots=2,

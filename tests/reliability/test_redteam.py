@@ -431,13 +431,11 @@ CAMPAIGN_ATTACKS = ("fs_write_outside", "proc_environ", "cpu_burn", "memory_bomb
 def test_attacks_through_a_campaign(backend_name, host, tmp_path, monkeypatch, marker):
     """The attacks go through run_campaign (stub LLM proposer, real sandbox, SQLite): the
     campaign completes its budget and each attack's evaluation is stored with the right status."""
-    import itertools
-
     from db import repository as repo
     from db.engine import get_engine
     from flows.api import run_campaign
     from tests.reliability.attacks import BY_NAME
-    from tests.stub_llm import StubLLMServer
+    from tests.stub_llm import StubLLMServer, cycling
 
     if backend_name == "docker":
         require_docker()
@@ -454,14 +452,7 @@ def test_attacks_through_a_campaign(backend_name, host, tmp_path, monkeypatch, m
     erdos = get_problem("erdos_min_overlap")
     programs = [f"```python\n# attack: {name}\n{BY_NAME[name].program(erdos, host.ctx(marker))}```"
                 for name in CAMPAIGN_ATTACKS]
-    counter = itertools.count()
-    lock = threading.Lock()
-
-    def responder(body):
-        with lock:
-            return programs[next(counter) % len(programs)]
-
-    with StubLLMServer(responder) as stub:
+    with StubLLMServer(cycling(programs)) as stub:
         summary = run_campaign(str(module), model="openai/stub-model", api_base=stub.url, chains=1,
                                k=len(programs), budget=len(programs), seed=0,
                                llm_concurrency=len(programs), eval_slots=2, sandbox=backend_name)
