@@ -180,6 +180,10 @@ def launch_dashboard(
         elif not stop and proc.poll() is None:
             echo(f"dashboard: not answering on {address} after {ready_timeout:.0f} s; still waiting (Ctrl-C to stop)")
         code = _wait(proc, stop)
+        if stop and code == -int(stop["signum"]):
+            # asked to stop and stopped by that signal: a slow shutdown that got the forwarded
+            # Ctrl-C a second time ends by the signal itself; that is still the stop asked for
+            code = 0
     finally:
         if proc.poll() is None:  # an unexpected error in this process: do not leave the app behind
             proc.terminate()

@@ -1,15 +1,13 @@
-"""The `discovery` command as a user runs it: real processes, real SQLite files, SIGKILL."""
+"""The `discovery` command as a user runs it: real processes, real SQLite files (SIGKILL and resume: tests/reliability/test_faults.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -123,58 +121,3 @@ def test_bad_input_gives_one_line_error_and_keeps_stored_data(populated_db, args
     assert _digest(db) == digest, "stored data must be left intact"
 
 
-def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
-    db = tmp_path / "killed.db"
-    env = _env(tmp_path, db)
-    budget = 96
-    args = ["run", "erdos_min_overlap", "--chains", "2", "--k", "4", "--budget", str(budget), "--seed", "21", "--quiet"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    evaluated = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                evaluated = _count(db, "SELECT count(*) FROM evaluation")
-            except sqlite3.OperationalError:
-                continue
-            if evaluated >= 20:
-                break
-    assert proc.poll() is None, f"the campaign ended before it could be killed: {proc.communicate()[1][-2000:]}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    before = sqlite3.connect(db, timeout=30)
-    kept = before.execute("SELECT id, cache_key, status, score FROM evaluation ORDER BY id").fetchall()
-    steps_before = before.execute("SELECT count(*) FROM step").fetchone()[0]
-    before.close()
-    assert 20 <= len(kept) and steps_before < budget
-
-    out = _cli(["resume", "1", "--quiet"], env)
-    assert out.returncode == 0, out.stderr
-    con = sqlite3.connect(db, timeout=30)
-    after = con.execute("SELECT id, cache_key, status, score FROM evaluation ORDER BY id").fetchall()
-    assert after[: len(kept)] == kept, "evaluations finished before the kill are kept exactly"
-    assert con.execute("SELECT count(*) FROM step").fetchone()[0] == budget
-    assert con.execute("SELECT count(DISTINCT trajectory_id || '/' || \"index\" || '/' || sample) FROM step").fetchone()[0] == budget
-    assert con.execute("SELECT count(*) FROM candidate WHERE evaluation_id IS NULL").fetchone()[0] == 0
-    assert con.execute("SELECT count(*) FROM evaluation").fetchone()[0] == con.execute(
-        "SELECT count(DISTINCT cache_key) FROM evaluation").fetchone()[0]
-    assert con.execute("SELECT status FROM campaign WHERE id = 1").fetchone()[0] == "completed"
-    killed = con.execute(
-        "SELECT s.\"index\", s.sample, c.code FROM step s LEFT JOIN candidate c ON c.step_id = s.id "
-        "JOIN trajectory t ON t.id = s.trajectory_id ORDER BY t.\"index\", s.\"index\", s.sample").fetchall()
-    con.close()
-
-    # The same seed without a kill stores the same candidates, candidate for candidate.
-    ref_db = tmp_path / "ref.db"
-    out = _cli(args, _env(tmp_path, ref_db))
-    assert out.returncode == 0, out.stderr
-    con = sqlite3.connect(ref_db)
-    reference = con.execute(
-        "SELECT s.\"index\", s.sample, c.code FROM step s LEFT JOIN candidate c ON c.step_id = s.id "
-        "JOIN trajectory t ON t.id = s.trajectory_id ORDER BY t.\"index\", s.\"index\", s.sample").fetchall()
-    con.close()
-    assert killed == reference

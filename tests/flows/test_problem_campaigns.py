@@ -25,11 +25,27 @@ def test_offline_campaign_on_each_problem(name):
     assert summary.best_score is not None
 
 
+LASSO_SMALL = """
+import dataclasses
+from problems import get_problem
+from problems.lasso_path.evaluator import LassoEvaluator, Settings
+from problems.lasso_path.instances import Shape
+
+# lasso_path with one small search shape and one timing round: the full suite is scored in
+# tests/problems/test_lasso_path.py; here the campaign around it is what is tested
+PROBLEM = dataclasses.replace(get_problem("lasso_path"), evaluator=LassoEvaluator(
+    (Shape("small_wide", "gaussian", 60, 200, k=5),), (Shape("small_hold", "gaussian", 200, 40, k=5),),
+    Settings(min_rounds=1, max_rounds=1, celer=False)))
+"""
+
+
 @pytest.mark.slow
-def test_offline_campaign_on_lasso_path_and_holdout_of_routing():
+def test_offline_campaign_on_lasso_path_and_holdout_of_routing(tmp_path):
     from flows.api import evaluate_campaign
 
-    summary = run_campaign("lasso_path", chains=1, k=1, budget=1, seed=1)
+    module = tmp_path / "lasso_small.py"
+    module.write_text(LASSO_SMALL)
+    summary = run_campaign(str(module), chains=1, k=1, budget=1, seed=1)
     assert summary.campaign.status == "completed" and summary.steps == 1
     assert summary.seed_score is not None and summary.seed_score > 0, "the seed is valid and has a speedup"
     _, ev = repo.candidates_of(get_engine(), summary.campaign.id)[0]

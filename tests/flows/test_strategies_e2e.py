@@ -24,11 +24,10 @@ import pytest
 
 from db import repository as repo
 from db.engine import get_engine
-from discovery.edits import split_program
 from discovery.proposers.offline import OfflineProposer
 from flows.api import run_campaign
 from problems import get_problem
-from tests.flows.test_cli import REPO, _cli, _count, _env
+from tests.flows.test_cli import REPO, _count, _env
 from tests.stub_llm import StubLLMServer
 
 PROBLEMS = ["erdos_min_overlap", "circle_packing"]
@@ -181,6 +180,17 @@ KILL_ARGS = {
 }
 
 
+def _cli_here(args, db) -> int:
+    """The `discovery` command in this process, on the session's Prefect API (no process start-up
+    and no ephemeral API to pay for); returns its exit code."""
+    from flows import cli
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["discovery", *args, "--db", f"sqlite:///{db}"])
+        return cli.main()
+
+
+@pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.parametrize("strategy", list(KILL_ARGS))
 def test_sigkill_then_resume_reproduces_the_unkilled_campaign(tmp_path, strategy):
     db = tmp_path / "killed.db"
@@ -208,8 +218,7 @@ def test_sigkill_then_resume_reproduces_the_unkilled_campaign(tmp_path, strategy
     steps_before = _count(db, "SELECT count(*) FROM step")
     assert kill_at <= steps_before < budget
 
-    out = _cli(["resume", "1", "--quiet"], env)
-    assert out.returncode == 0, out.stderr
+    assert _cli_here(["resume", "1", "--quiet"], db) == 0
     query = (
         "SELECT t.\"index\", s.\"index\", s.sample, s.mode, s.response, c.code, e.score FROM step s "
         "LEFT JOIN candidate c ON c.step_id = s.id LEFT JOIN evaluation e ON e.id = c.evaluation_id "
@@ -223,8 +232,7 @@ def test_sigkill_then_resume_reproduces_the_unkilled_campaign(tmp_path, strategy
     assert len(killed) == budget
 
     ref_db = tmp_path / "ref.db"
-    out = _cli(args, _env(tmp_path, ref_db))
-    assert out.returncode == 0, out.stderr
+    assert _cli_here(args, ref_db) == 0
     con = sqlite3.connect(ref_db)
     reference = con.execute(query).fetchall()
     con.close()
