@@ -26,8 +26,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/sandbox_overhead.py
+	$(BIN)/python bench/db_writes.py
 	$(BIN)/python bench/export_scale.py
 	$(BIN)/python bench/dashboard_scale.py
+	$(BIN)/python bench/vs_openevolve.py
+	$(BIN)/python bench/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

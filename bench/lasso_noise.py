@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from problems.evaluate import evaluate  # noqa: E402
 from problems.lasso_path import PROBLEM  # noqa: E402
-from problems.lasso_path.evaluator import LassoEvaluator, Settings  # noqa: E402
+from problems.lasso_path.evaluator import LassoEvaluator  # noqa: E402
 from sandbox import get_sandbox  # noqa: E402
 
 

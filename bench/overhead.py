@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import itertools
 import os
-import statistics
 import sys
 import tempfile
 import time
