@@ -160,14 +160,17 @@ def kill_token_holders(token: str, rounds: int = 20, uid: int | None = None) -> 
     run's own `uid`) every process of that uid, which also finds a process that dropped the
     token; repeats until a scan finds none (a process may fork while we scan). Returns how many
     kills were sent."""
-    from sandbox.uids import processes_of
+    from sandbox.uids import holds_uid
 
     needle = f"{TOKEN_VAR}={token}".encode()
     me, sent = os.getpid(), 0
     for _ in range(rounds):
-        found = set(processes_of(uid)) if uid is not None else set()
-        for name in os.listdir("/proc"):
+        found = []
+        for name in os.listdir("/proc"):  # one pass: the run's uid, else the token
             if not name.isdigit() or int(name) == me:
+                continue
+            if uid is not None and holds_uid(name, uid):
+                found.append(int(name))
                 continue
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
@@ -175,8 +178,7 @@ def kill_token_holders(token: str, rounds: int = 20, uid: int | None = None) -> 
             except OSError:
                 continue
             if needle in data.split(b"\0"):
-                found.add(int(name))
-        found.discard(me)
+                found.append(int(name))
         for pid in found:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -48,19 +48,14 @@ def lease(lock_dir: str = LOCK_DIR) -> Iterator[int]:
     raise NoFreeUid(f"all {SPAN} sandbox uids from {BASE} are in use: too many evaluations at once on this machine")
 
 
-def processes_of(uid: int) -> list[int]:
-    """Pids whose real, effective, saved or file-system uid is `uid`."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if str(uid) in line.split()[1:]:
-                            pids.append(int(name))
-                        break
-        except OSError:
-            continue
-    return pids
+def holds_uid(pid: str, uid: int) -> bool:
+    """Whether process `pid` (a /proc entry name) has `uid` as its real, effective, saved or
+    file-system uid (False once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return str(uid) in line.split()[1:]
+    except OSError:
+        pass
+    return False
