@@ -51,7 +51,7 @@ def redteam_rows(outcomes: list[dict], catalogue, holes: dict) -> list[str]:
             cells.append(f"{b}: " + ", ".join(parts))
         desc = a.description.replace("|", "/")
         lines.append(f"| {a.name} | {a.category} | {desc} | "
-                     f"`tests/reliability/test_redteam.py::test_attack[*-{a.name}-*]` | {'<br>'.join(cells)} |")
+                     f"`tests/reliability/test_redteam.py::test_attack[{a.name}-*]` | {'<br>'.join(cells)} |")
     return lines
 
 
