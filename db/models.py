@@ -233,3 +233,31 @@ class Export(Base):
     replay_of: Mapped[int | None] = mapped_column(ForeignKey("export.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingRun(Base):
+    """One `discovery train sft|dpo|grpo`: the data, the base model, the settings, what came out.
+
+    `data` says what was trained on (the export id and the sha256 of every file read, or for
+    GRPO the prompt source and the reward campaign); `config` holds the resolved settings (every
+    knob, so the run can be repeated) and the library versions; `metrics` the trainer's log
+    history (loss, rewards, ...) and summary figures. `reward_campaigns` maps each problem to
+    the campaign that holds every completion the GRPO reward function scored.
+    """
+
+    __tablename__ = "training_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    method: Mapped[str] = mapped_column(String(10))  # sft | dpo | grpo
+    base_model: Mapped[str] = mapped_column(Text)
+    output_dir: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | completed | failed | interrupted
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reward_campaigns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    username: Mapped[str] = mapped_column(String(200), default="")
+    command: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

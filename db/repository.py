@@ -105,6 +105,12 @@ def set_campaign_status(engine: Engine, campaign_id: int, status: str, *, error:
         s.execute(update(Campaign).where(Campaign.id == campaign_id).values(**values))
 
 
+def set_campaign_budget(engine: Engine, campaign_id: int, budget: int) -> None:
+    """Stores a campaign's budget (a reward campaign's grows with every completion it scores)."""
+    with session_scope(engine) as s:
+        s.execute(update(Campaign).where(Campaign.id == campaign_id).values(budget=budget))
+
+
 # ---------------------------------------------------------------- idempotent inserts
 
 
@@ -260,16 +266,77 @@ def ensure_seed_candidate(engine: Engine, campaign_id: int, code: str, program_h
     on the campaign's row: SELECT ... FOR NO KEY UPDATE on PostgreSQL (it does not block writers
     of the campaign's other rows), nothing on SQLite, whose writers already take turns.
     """
+    return _ensure_stepless_candidate(engine, campaign_id, code, program_hash, "seed")
+
+
+def ensure_parent_candidate(engine: Engine, campaign_id: int, code: str, program_hash: str) -> int:
+    """Returns the id of a program that no step of this campaign produced but its steps start
+    from (role "parent": a GRPO prompt's parent program), creating it once per program hash;
+    the seed candidate when the program is the seed. Concurrent callers take turns as in
+    ensure_seed_candidate."""
+    return _ensure_stepless_candidate(engine, campaign_id, code, program_hash, "parent")
+
+
+def _ensure_stepless_candidate(engine: Engine, campaign_id: int, code: str, program_hash: str, role: str) -> int:
     with session_scope(engine) as s:
         s.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update(key_share=True))
-        found = s.scalar(select(Candidate.id).where(Candidate.campaign_id == campaign_id, Candidate.role == "seed"))
+        where = [Candidate.campaign_id == campaign_id, Candidate.step_id.is_(None)]
+        if role == "seed":
+            where.append(Candidate.role == "seed")
+        else:
+            where += [Candidate.program_hash == program_hash, Candidate.role.in_(("seed", role))]
+        found = s.scalar(select(Candidate.id).where(*where).order_by(Candidate.id).limit(1))
         if found is not None:
             return found
-        cand = Candidate(campaign_id=campaign_id, step_id=None, role="seed", code=code, program_hash=program_hash,
+        cand = Candidate(campaign_id=campaign_id, step_id=None, role=role, code=code, program_hash=program_hash,
                          parent_ids=[], diff="")
         s.add(cand)
         s.flush()
         return cand.id
+
+
+def next_trajectory_index(engine: Engine, campaign_id: int) -> int:
+    """One more than the campaign's highest trajectory index (0 for a campaign without any)."""
+    with session_scope(engine) as s:
+        top = s.scalar(select(func.max(Trajectory.index)).where(Trajectory.campaign_id == campaign_id))
+        return 0 if top is None else top + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPrompt:
+    """A stored program step's prompt and the program it was asked to change."""
+
+    step_id: int
+    campaign_id: int
+    problem: str
+    messages: list[Any]
+    parent_code: str
+    kept_lines: int  # the first lines of the parent's evolve block the answer had to keep
+
+
+def step_prompts(engine: Engine, *, campaign_ids: Sequence[int] = (), step_ids: Sequence[int] = ()) -> list[StepPrompt]:
+    """The prompt and parent program of every program step of the given campaigns, or of the
+    given steps (in step id order). Text moves (R^3L reflections) and steps without a parent are
+    left out. `kept_lines` is R^3L's kept prefix, on the retry turn at the pivot only."""
+    parent = aliased(Candidate)
+    stmt = (
+        select(Step.id, Step.campaign_id, Campaign.problem, Step.messages, parent.code, Step.index, Step.bookkeeping)
+        .join(Campaign, Campaign.id == Step.campaign_id)
+        .join(parent, parent.id == Step.parent_candidate_id)
+        .where(Step.mode != "reflect")
+        .order_by(Step.id)
+    )
+    if step_ids:
+        stmt = stmt.where(Step.id.in_(list(step_ids)))
+    else:
+        stmt = stmt.where(Step.campaign_id.in_(list(campaign_ids)))
+    out = []
+    with session_scope(engine) as s:
+        for step_id, campaign_id, problem, messages, code, index, bk in s.execute(stmt):
+            bk = bk or {}
+            kept = int(bk.get("kept_lines") or 0) if bk.get("pivot") == index else 0
+            out.append(StepPrompt(step_id, campaign_id, problem, list(messages or []), code, kept))
+    return out
 
 
 def get_candidate(engine: Engine, candidate_id: int) -> tuple[Candidate, Evaluation | None]:
@@ -781,3 +848,57 @@ def export_campaigns(conn: Connection, campaign_ids: Sequence[int]) -> list[dict
     cols = [t.c.id, t.c.name, t.c.problem, t.c.strategy, t.c.model, t.c.seed, t.c.budget, t.c.status, t.c.direction]
     rows = conn.execute(select(*cols).where(t.c.id.in_(list(campaign_ids))).order_by(t.c.id)).mappings().all()
     return [dict(r) for r in rows]
+
+
+# ---------------------------------------------------------------- training runs
+
+
+class UnknownTrainingRun(LookupError):
+    """No training run has that id."""
+
+
+def create_training_run(
+    engine: Engine, *, method: str, base_model: str, output_dir: str, data: dict[str, Any], config: dict[str, Any],
+    username: str = "", command: str = "",
+) -> int:
+    """Stores a starting training run (status running); returns its id."""
+    from db.models import TrainingRun
+
+    with session_scope(engine) as s:
+        row = TrainingRun(method=method, base_model=base_model, output_dir=output_dir, data=data, config=config,
+                          status="running", metrics={}, reward_campaigns={}, username=username, command=command,
+                          error="")
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def update_training_run(engine: Engine, run_id: int, **values: Any) -> None:
+    """Stores any of data, metrics, reward_campaigns on a training run."""
+    from db.models import TrainingRun
+
+    with session_scope(engine) as s:
+        s.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+
+
+def finish_training_run(engine: Engine, run_id: int, *, status: str, error: str = "", **values: Any) -> None:
+    """Stores a training run's outcome: completed, failed or interrupted, its error, and any of
+    metrics, data, reward_campaigns."""
+    values.update(status=status, error=error, finished_at=utcnow())
+    update_training_run(engine, run_id, **values)
+
+
+def get_training_run(engine: Engine, run_id: int) -> Any:
+    from db.models import TrainingRun
+
+    with session_scope(engine) as s:
+        row = _get_or_explain(s, TrainingRun, run_id, UnknownTrainingRun, "training run",
+                              "no training runs yet: start one with `discovery train sft|dpo|grpo`")
+        s.expunge(row)
+        return row
+
+
+def list_training_runs(engine: Engine) -> list[Any]:
+    from db.models import TrainingRun
+
+    return _list(engine, TrainingRun)
