@@ -10,7 +10,9 @@ psycopg 3) runs on a bounded, pre-pinged pool, with every session in UTC. Two th
 stores and PostgreSQL refuses are mapped on the way in: NaN and infinities inside JSON values
 (PostgreSQL's json type rejects them; they are stored as {"__float__": "nan"} and read back as
 floats) and NUL characters in text (replaced by U+FFFD, as undecodable output already is), so a
-candidate that prints a NUL or a metric that is NaN never costs a row.
+candidate that prints a NUL or a metric that is NaN never costs a row. On every database, a lone
+UTF-16 surrogate in text (which UTF-8 cannot encode: a model's "\\ud800" escape decoded by a JSON
+reader, say) is replaced by U+FFFD the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,6 +120,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn):  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _encodable(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        # SQLite stores NUL, but no text with a lone surrogate passes the UTF-8 encoder.
+        return statement, _clean_text(parameters, nul=False)
+
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -156,14 +164,25 @@ def pg_json_loads(data: str | bytes) -> Any:
     return json.loads(data, object_hook=_untag_nonfinite)
 
 
-def _strip_nul(value: Any) -> Any:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean_text(value: Any, nul: bool = True) -> Any:
+    """`value` with lone surrogates (and, with `nul`, NUL characters) in its strings replaced
+    by U+FFFD, recursively through dicts, lists and tuples."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+        if nul and "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
     if isinstance(value, dict):
-        return {k: _strip_nul(v) for k, v in value.items()}
+        return {k: _clean_text(v, nul) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_strip_nul(v) for v in value)
+        return type(value)(_clean_text(v, nul) for v in value)
     return value
+
+
+def _strip_nul(value: Any) -> Any:
+    return _clean_text(value, nul=True)
 
 
 def _postgresql_kwargs(url: str, *, options: str = "") -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -31,13 +32,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from db.engine import DatabaseError
-    from db.repository import UnknownCampaign, UnknownComparison, UnknownExport
+    from db.repository import UnknownCampaign, UnknownComparison, UnknownExport, UnknownTrainingRun
     from discovery.config import ConfigError
     from problems import ProblemError
 
     errors: list[type[BaseException]] = [
-        DatabaseError, UnknownCampaign, UnknownComparison, UnknownExport, ConfigError, ProblemError,
-        FileNotFoundError,
+        DatabaseError, UnknownCampaign, UnknownComparison, UnknownExport, UnknownTrainingRun, ConfigError,
+        ProblemError, FileNotFoundError,
     ]
     try:
         from discovery.proposers.llm import ProposerUnreachable
@@ -744,6 +745,112 @@ def exports_cmd(
 
 
 # ---------------------------------------------------------------- schedules and workers
+
+
+def _settings_from(assignments: Optional[list[str]]) -> dict:
+    """--set KEY=VALUE pairs (values read as YAML scalars: 0.1, true, "text") as a dict."""
+    import yaml
+
+    out = {}
+    for item in assignments or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--set takes KEY=VALUE, not {item!r} (e.g. --set warmup_steps=10)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _print_training(r) -> None:
+    typer.echo(f"training run {r.id}: {r.method} of {r.base_model} -> {r.output_dir}  [{r.status}]"
+               + (f" ({r.error})" if r.error else ""))
+    data = r.data
+    where = data.get("folder") or ", ".join(map(str, data.get("campaigns", []))) or data.get("source", "")
+    typer.echo(f"data: {data.get('source', '?')} {where}" + (f" (export {data['export_id']})" if data.get("export_id")
+                                                               else "")
+               + (f", {data['rows']} rows" if "rows" in data else "")
+               + (f", {data['prompts']} prompts" if "prompts" in data else ""))
+    train_metrics = r.metrics.get("train", {})
+    if train_metrics:
+        typer.echo("metrics: " + ", ".join(f"{k}={_num(v)}" for k, v in sorted(train_metrics.items())))
+    rewards = [h for h in r.metrics.get("log_history", []) if "reward" in h]
+    if rewards:
+        typer.echo("mean reward by step: " + ", ".join(f"{h.get('step', '?')}: {_num(h['reward'])}" for h in rewards))
+    for problem, cid in r.reward_campaigns.items():
+        typer.echo(f"reward campaign {cid} ({problem}): every scored completion; browse with `discovery show {cid}` "
+                   f"or export with `discovery export {cid} --out DIR`")
+
+
+@app.command("train")
+def train_cmd(
+    method: str = typer.Argument(..., help="sft (chat records), dpo (preference pairs) or grpo (RL, sandboxed rewards)."),
+    model: str = typer.Option(..., "--model", help="Base model: a save_pretrained folder or a hub id."),
+    out: Path = typer.Option(..., "--out", help="Where the trained model is written (absent or empty)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="An export folder (`discovery export ... --out DIR`)."),
+    campaign: Optional[list[int]] = typer.Option(None, "--campaign", help="Train on these finished campaigns "
+                                                 "(repeatable; sft/dpo export them into OUT/data first)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimisation steps (default: one epoch)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs when --max-steps is not given."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: TRL's for the method)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-device batch size (default 2)."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Gradient accumulation steps."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="SFT/DPO: tokens of prompt + answer."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (default 0)."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="DPO temperature / GRPO KL coefficient."),
+    num_generations: Optional[int] = typer.Option(None, "--num-generations", help="GRPO: completions per prompt."),
+    max_completion_length: Optional[int] = typer.Option(None, "--max-completion-length",
+                                                        help="GRPO: tokens per completion (default 256)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="GRPO: sampling temperature."),
+    invalid_reward: Optional[float] = typer.Option(None, "--invalid-reward", help="GRPO: reward of a completion "
+                                                   "that is not an ok program (default: below the seed)."),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="GRPO: auto, process, bwrap or docker."),
+    eval_slots: Optional[int] = typer.Option(None, "--eval-slots", help="GRPO: completions scored at once."),
+    assignments: Optional[list[str]] = typer.Option(None, "--set", help="Any other TRL config field, KEY=VALUE "
+                                                    "(repeatable), e.g. --set warmup_steps=10."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL (default DISCOVERY_DB_URL or sqlite:///./discovery.db)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Fine-tune a model on what campaigns found (needs the `train` extra): SFT, DPO, or GRPO with our
+    sandboxed evaluators as the reward. Stores the run (data, model, settings, metrics) in the database."""
+    from flows.train import train
+
+    report = _guard(
+        train, method, model=model, out_dir=out, data=data, campaigns=campaign or None, db_url=db,
+        command=_command_line() or None, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
+        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed, beta=beta,
+        num_generations=num_generations, max_completion_length=max_completion_length, temperature=temperature,
+        invalid_reward=invalid_reward, sandbox=sandbox, eval_slots=eval_slots, trl=_settings_from(assignments),
+    )
+    if json_out:
+        typer.echo(json.dumps(dataclasses.asdict(report), indent=2, default=str))
+        return
+    _print_training(report)
+
+
+@app.command("trainings")
+def trainings_cmd(
+    run_id: Optional[int] = typer.Argument(None, help="Training run id to show (omit to list them all)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List stored training runs, or show one: data, base model, output, settings, metrics, reward campaigns."""
+    from flows.train import list_training_runs, show_training_run
+
+    runs = [_guard(show_training_run, run_id, db_url=db)] if run_id is not None else _guard(list_training_runs, db_url=db)
+    if json_out:
+        typer.echo(json.dumps([dataclasses.asdict(r) for r in runs], indent=2, default=str))
+        return
+    if not runs:
+        typer.echo("no training runs yet: start one with `discovery train sft|dpo|grpo --model M --out DIR`")
+    for r in runs:
+        _print_training(r)
+        if run_id is not None:
+            typer.echo(f"by {r.username}: {r.command}")
+            typer.echo("settings: " + ", ".join(f"{k}={v}" for k, v in r.config.get("settings", {}).items()
+                                                if v not in (None, {}, [])))
+            typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in r.config.get("versions", {}).items()))
 
 
 @app.command("schedule")

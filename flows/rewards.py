@@ -104,6 +104,7 @@ class SandboxReward:
         model: str = "trainee",
         training_run_id: int | None = None,
         on_campaign: Callable[[str, int], None] | None = None,
+        problems: dict[str, Problem] | None = None,
     ) -> None:
         from sandbox import get_sandbox
 
@@ -117,6 +118,7 @@ class SandboxReward:
         self.model = model
         self.training_run_id = training_run_id
         self.on_campaign = on_campaign
+        self.problems = dict(problems or {})  # name -> Problem, before the registry (custom limits, say)
         self._campaigns: dict[str, _RewardCampaign] = {}
         self._lock = threading.Lock()
         self.last: list[Scored] = []  # the previous call's completions, for logging and tests
@@ -131,7 +133,7 @@ class SandboxReward:
         rc = self._campaigns.get(problem_name)
         if rc is not None:
             return rc
-        problem = get_problem(problem_name)
+        problem = self.problems.get(problem_name) or get_problem(problem_name)
         config = {"kind": "grpo_rewards", "problem": problem_name, "sandbox": self.sandbox_name,
                   "eval_slots": self.eval_slots, "invalid_reward": self.invalid_override,
                   "training_run": self.training_run_id, "model": self.model}
