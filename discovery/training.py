@@ -5,7 +5,7 @@ in the sandbox. What they share and what can be decided without a model, a sandb
 database lives here, so it is unit-tested in milliseconds:
 
 - `TrainSettings`: every knob of a run, validated with one-line errors (ConfigError).
-- Dataset records in the conversational shapes TRL reads: SFT `{"messages"}`, DPO
+- Dataset records in the conversational shapes TRL reads: SFT `{"prompt", "completion"}`, DPO
   `{"prompt", "chosen", "rejected"}` (from the export's sft and preference rows), and GRPO
   prompt rows `{"prompt", "problem", "parent_program", "keep_prefix", "source_step_id"}` (from
   stored steps: the prompt a proposer saw and the program it was asked to change).
@@ -213,8 +213,18 @@ def keep_prefix(block: str, kept_lines: int) -> str:
 
 
 def sft_records(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """TRL conversational SFT records from exported sft rows: {"messages": [...]}."""
-    return [{"messages": [dict(m) for m in row["messages"]]} for row in rows]
+    """TRL conversational prompt-completion records from exported sft rows: {"prompt": the
+    messages before the last assistant message, "completion": [that message]}. TRL then computes
+    the loss on the completion only (its default for this shape), with any chat template; a
+    multi-turn (R^3L) row trains on its last answer, its earlier turns being context."""
+    out = []
+    for row in rows:
+        messages = [dict(m) for m in row["messages"]]
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+        if last is None:
+            continue  # nothing to learn to say
+        out.append({"prompt": messages[:last], "completion": [messages[last]]})
+    return out
 
 
 def preference_records(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

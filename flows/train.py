@@ -15,7 +15,7 @@ Needs the optional extra: `pip install 'discovery-platform[train]'` (torch, tran
 What each method reads:
   - sft: the sft split "train" of an export (`data=` an export folder, or `campaigns=`: they are
     exported first, into `<out_dir>/data`, and that export is recorded) as TRL conversational
-    records {"messages"}.
+    prompt-completion records (the loss is on the answer only).
   - dpo: the preference split "train" the same way: {"prompt", "chosen", "rejected"}.
   - grpo: prompts with their parent programs, from stored steps: every program step of
     `campaigns`, or the steps an export's rl rows came from (`data=`; the database must be the
@@ -280,7 +280,9 @@ def _trl_config(trl, cfg: TrainSettings, out_dir: Path):
         kwargs["save_steps"] = cfg.save_steps
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
-    if cfg.method in ("sft", "dpo") and cfg.max_length is not None:
+    if cfg.method in ("sft", "dpo"):
+        # TRL truncates to 1024 tokens by default, which cuts the answer off a campaign prompt
+        # (2-3k tokens); none unless asked (then TRL keeps what its truncation mode keeps)
         kwargs["max_length"] = cfg.max_length
     if cfg.method in ("dpo", "grpo") and cfg.beta is not None:
         kwargs["beta"] = cfg.beta

@@ -126,7 +126,12 @@ def test_keep_prefix_takes_whole_lines():
 def test_records_have_trl_conversational_shapes():
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
     sft = sft_records([{"messages": [*msgs, {"role": "assistant", "content": "a"}], "score": 1.0}])
-    assert sft == [{"messages": [*msgs, {"role": "assistant", "content": "a"}]}]
+    assert sft == [{"prompt": msgs, "completion": [{"role": "assistant", "content": "a"}]}]
+    # multi-turn (R^3L): the last answer is the completion, earlier turns are context
+    turns = [*msgs, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "fb"},
+             {"role": "assistant", "content": "a2"}]
+    assert sft_records([{"messages": turns}]) == [{"prompt": turns[:4], "completion": [turns[4]]}]
+    assert sft_records([{"messages": msgs}]) == []  # no answer: nothing to learn
     pref = preference_records([{"prompt": msgs, "chosen": [{"role": "assistant", "content": "good"}],
                                 "rejected": [{"role": "assistant", "content": "bad"}], "kind": "group"}])
     assert pref == [{"prompt": msgs, "chosen": [{"role": "assistant", "content": "good"}],
