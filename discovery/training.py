@@ -127,9 +127,10 @@ def settings(method: str, **knobs: Any) -> TrainSettings:
         errors = getattr(exc, "errors", None)
         if callable(errors) and errors():
             first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+            where = ".".join(str(p) for p in first.get("loc", ()))
             message = str(first.get("msg", exc)).removeprefix("Value error, ")
-            raise ConfigError(f"training setting {where}: {message}") from None
+            raise ConfigError(f"training setting {where}: {message}" if where else f"training settings: {message}"
+                              ) from None
         raise ConfigError(f"training settings: {exc}") from None
 
 

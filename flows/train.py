@@ -47,6 +47,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -421,6 +422,7 @@ def train(
             trainer = trl.DPOTrainer(model=lm, args=trl_config, train_dataset=train_set, processing_class=tokenizer)
         else:
             trainer = trl.SFTTrainer(model=lm, args=trl_config, train_dataset=train_set, processing_class=tokenizer)
+        _quiet_stdout(trainer)
         result = trainer.train()
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
@@ -437,6 +439,25 @@ def train(
         _fail(engine, run_id, reward, "failed", _one_line(exc))
         raise
     return show_training_run(run_id, db_url=str(engine.url) if db_url is None else db_url)
+
+
+_LOGGED = ("loss", "reward", "reward_std", "rewards/margins", "rewards/accuracies", "sandbox_ok_fraction",
+           "learning_rate", "grad_norm")
+
+
+def _quiet_stdout(trainer) -> None:
+    """Progress goes to stderr, one line per logging step (transformers prints each log dict to
+    stdout, which `--json` output and notebooks piping stdout do not want)."""
+    from transformers import PrinterCallback, TrainerCallback
+
+    class _Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **_):  # noqa: ANN001
+            shown = ", ".join(f"{k}={logs[k]:.6g}" for k in _LOGGED if isinstance((logs or {}).get(k), (int, float)))
+            if shown:
+                print(f"step {state.global_step}/{state.max_steps}: {shown}", file=sys.stderr, flush=True)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_Progress())
 
 
 _SHOWN_TRL_FIELDS = {
