@@ -80,7 +80,7 @@ class TrainSettings(BaseModel):
     temperature: float = Field(default=1.0, gt=0.0)
     invalid_reward: float | None = None
     eval_slots: int = Field(default=2, ge=1)
-    sandbox: str = "auto"
+    sandbox: Literal["auto", "process", "bwrap", "docker"] = "auto"
     trl: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("max_steps")

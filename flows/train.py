@@ -216,7 +216,8 @@ def _grpo_rows(engine, data, campaigns) -> tuple[list[dict[str, Any]], dict[str,
     return rows, record
 
 
-def _records(method: str, engine, data, campaigns, out_dir: Path, command: str) -> tuple[list[dict], dict[str, Any]]:
+def _records(method: str, engine, db_url, data, campaigns, out_dir: Path, command: str
+             ) -> tuple[list[dict], dict[str, Any]]:
     """The method's training records and the data record stored on the training run."""
     if method == "grpo":
         return _grpo_rows(engine, data, campaigns)
@@ -230,7 +231,7 @@ def _records(method: str, engine, data, campaigns, out_dir: Path, command: str) 
         from flows.export import export_dataset
 
         ids = _check_campaigns(engine, campaigns or [])
-        report = export_dataset(ids, out_dir=out_dir / "data", formats=[fmt], db_url=str(engine.url),
+        report = export_dataset(ids, out_dir=out_dir / "data", formats=[fmt], db_url=db_url,
                                 command=f"{command} (its export)")
         rows, files = _export_rows(out_dir / "data", fmt)
         record = {"source": "campaigns", "campaigns": ids, "folder": str((out_dir / "data").resolve()),
@@ -238,6 +239,19 @@ def _records(method: str, engine, data, campaigns, out_dir: Path, command: str) 
     records = sft_records(rows) if method == "sft" else preference_records(rows)
     record["rows"] = len(records)
     return records, record
+
+
+def _check_exportable(method: str, engine, db_url, campaigns) -> None:
+    """Refuses campaigns whose export would hold no training row for `method` (a dry run)."""
+    from flows.export import preview_export
+
+    ids = _check_campaigns(engine, campaigns or [])
+    fmt = FORMAT_OF[method]
+    preview = preview_export(ids, formats=[fmt], db_url=db_url)
+    if not preview.row_counts.get(fmt, {}).get("train"):
+        dropped = ", ".join(f"{k} {v}" for k, v in preview.dropped.get(fmt, {}).items()) or "none stored"
+        raise ConfigError(f"campaigns {', '.join(map(str, ids))} have no {fmt} rows in the train split (dropped: "
+                          f"{dropped}): run longer campaigns or pick other ones")
 
 
 # ---------------------------------------------------------------- trainer
@@ -381,20 +395,25 @@ def train(
     trl = _trl()
     trl_config = _trl_config(trl, cfg, out)
     command = command or f"flows.train.train({method!r}, model={str(model)!r}, out_dir={str(out_dir)!r}, ...)"
+    records: list[dict[str, Any]] | None = None
     if dataset is not None:
         records = [dict(r) for r in dataset]
         missing = {"prompt", "problem", "parent_program"} - set(records[0] if records else {})
-        if missing:
+        if records and missing:
             raise ConfigError(f"GRPO rows need the columns prompt, problem and parent_program ({sorted(missing)[0]} "
                               f"is missing): build them with flows.train.grpo_dataset")
         source = {"source": "rows", "prompts": len(records),
                   "source_steps": sorted({r.get("source_step_id") for r in records if r.get("source_step_id")})}
+    elif data is not None or method == "grpo":
+        records, source = _records(method, engine, db_url, data, campaigns, out, command)  # reads only
     else:
-        records, source = _records(method, engine, data, campaigns, out, command)
-    if not records:
-        raise ConfigError(f"no {FORMAT_OF[method]} rows to train on in {data or campaigns}: run longer campaigns, "
-                          f"relax the export filters, or pick other campaigns")
+        _check_exportable(method, engine, db_url, campaigns)
+    if records is not None and not records:
+        raise ConfigError(f"no {FORMAT_OF[method]} rows to train on in {data or campaigns or 'dataset'}: run longer "
+                          f"campaigns, relax the export filters, or pick other campaigns")
     lm, tokenizer = _load(model)
+    if records is None:  # --campaign for sft/dpo: export them now that everything is checked
+        records, source = _records(method, engine, db_url, data, campaigns, out, command)
     config = {"settings": cfg.model_dump(mode="json"), "versions": _versions(),
               "trl_config": {k: v for k, v in trl_config.to_dict().items() if k in _SHOWN_TRL_FIELDS}}
     run_id = repo.create_training_run(engine, method=method, base_model=str(model), output_dir=str(out.resolve()),
@@ -411,7 +430,7 @@ def train(
             from flows.rewards import SandboxReward
 
             reward = SandboxReward(
-                db_url=str(engine.url) if db_url is None else db_url, sandbox=cfg.sandbox, eval_slots=cfg.eval_slots,
+                db_url=db_url, sandbox=cfg.sandbox, eval_slots=cfg.eval_slots,
                 invalid_reward=cfg.invalid_reward, model=f"grpo:{model}", training_run_id=run_id,
                 on_campaign=lambda problem, cid: repo.update_training_run(
                     engine, run_id, reward_campaigns={**reward.campaign_ids, problem: cid}),
@@ -438,7 +457,7 @@ def train(
     except BaseException as exc:
         _fail(engine, run_id, reward, "failed", _one_line(exc))
         raise
-    return show_training_run(run_id, db_url=str(engine.url) if db_url is None else db_url)
+    return show_training_run(run_id, db_url=db_url)
 
 
 _LOGGED = ("loss", "reward", "reward_std", "rewards/margins", "rewards/accuracies", "sandbox_ok_fraction",

@@ -42,6 +42,7 @@ def test_settings_defaults_and_none_knobs_left_at_default():
     ("grpo", {"invalid_reward": float("inf")}, "invalid_reward must be a finite number"),
     ("dpo", {"bogus": 1}, "training setting bogus"),
     ("grpo", {"temperature": 0}, "training setting temperature"),
+    ("grpo", {"sandbox": "chroot"}, "training setting sandbox"),
 ])
 def test_bad_settings_are_one_line_config_errors(method, knobs, fragment):
     with pytest.raises(ConfigError) as info:

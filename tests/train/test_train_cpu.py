@@ -191,7 +191,7 @@ def test_grpo_rewards_come_from_the_sandbox_and_equal_discovery_eval(campaign, b
 def test_bad_training_input_is_one_line_and_stores_nothing(campaign, base_model, tmp_path):
     url, cid, export_dir, _ = campaign
     engine = get_engine(url)
-    before = len(repo.list_training_runs(engine))
+    before = len(repo.list_training_runs(engine)), len(repo.list_exports(engine))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
@@ -202,6 +202,7 @@ def test_bad_training_input_is_one_line_and_stores_nothing(campaign, base_model,
         (dict(method="sft", campaigns=[999]), "no campaign with id 999"),
         (dict(method="sft", data=export_dir, out_dir=busy), "is not empty"),
         (dict(method="sft", data=export_dir, model=str(tmp_path / "no-model")), "cannot load model"),
+        (dict(method="dpo", campaigns=[cid], model=str(tmp_path / "no-model")), "cannot load model"),
         (dict(method="dpo", data=export_dir, trl={"not_a_field": 1}), "DPOConfig has no field 'not_a_field'"),
         (dict(method="grpo", campaigns=[cid], batch_size=3, num_generations=2), "multiple of num_generations"),
         (dict(method="sft", dataset=[{"prompt": "x"}]), "dataset= takes GRPO prompt rows"),
@@ -215,7 +216,7 @@ def test_bad_training_input_is_one_line_and_stores_nothing(campaign, base_model,
         message = str(info.value)
         assert fragment in message and "\n" not in message, (kwargs, message)
         assert isinstance(info.value, (ConfigError, LookupError)), type(info.value)
-    assert len(repo.list_training_runs(engine)) == before
+    assert (len(repo.list_training_runs(engine)), len(repo.list_exports(engine))) == before  # --campaign exported nothing
     assert not (tmp_path / "out").exists() and (busy / "keep.txt").read_text() == "mine"
 
 
