@@ -29,6 +29,7 @@ import dataclasses
 import os
 import socket
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -256,8 +257,22 @@ def submit_to_worker(rt: Runtime, candidate_id: int, code: str, waiters: concurr
     return waiters.submit(contextvars.copy_context().run, _await_worker, rt, deferred, candidate_id)
 
 
+NO_STATE_YET = "has no state"  # Prefect: the deferred task run exists, its Scheduled state not yet
+NO_STATE_PATIENCE_S = 10.0
+
+
 def _await_worker(rt: Runtime, deferred: Any, candidate_id: int) -> Evaluated:
-    deferred.wait()
+    # `wait()` right after `delay()` can read the task run before Prefect has given it its first
+    # state and raise; that is a race in the client, not a failed evaluation: ask again shortly.
+    deadline = time.monotonic() + NO_STATE_PATIENCE_S
+    while True:
+        try:
+            deferred.wait()
+            break
+        except RuntimeError as exc:
+            if NO_STATE_YET not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     state = deferred.state
     if not state.is_completed():
         raise RuntimeError(
