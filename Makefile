@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dashboard_scale.py
 	$(BIN)/python bench/vs_openevolve.py
 	$(BIN)/python bench/search_efficiency.py
+	$(BIN)/python bench/reward_throughput.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

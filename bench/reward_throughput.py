@@ -6,8 +6,10 @@ Usage: python bench/reward_throughput.py [--prompts 8] [--generations 8] [--call
 What a GPU user sizing `--eval-slots` wants to know: how long one GRPO step waits for its
 rewards. The completions are real: a SimpleTES campaign on erdos_min_overlap (offline
 proposer) is run first (not timed), and each reward call gets `--prompts` of its prompts with
-`--generations` completions each, taken from the stored answers of that prompt's move and its
-neighbours, so the programs are a campaign's real mix (mostly distinct, some unparsable).
+`--generations` completions each, taken in turn from the campaign's stored answers to that
+prompt's parent program, so the programs are a campaign's real mix; identical programs within
+a reward campaign are scored once ("evaluated": the evaluations made over all calls of a row,
+the first included; "ok" and "unparsable": completions of the timed calls).
 Every row uses a new SandboxReward (a new reward campaign: nothing is reused from an earlier
 row's evaluations) and runs `--calls` calls; the first call of each row also evaluates the seed
 once (the invalid-reward reference) and is reported apart. Ratios are within this run.
@@ -37,17 +39,26 @@ from sandbox import bwrap_available  # noqa: E402
 
 
 def _batches(url: str, cid: int, prompts: int, generations: int, calls: int):
-    """`calls` reward calls, each `prompts` x `generations` real (prompt row, answer) pairs."""
+    """`calls` reward calls, each `prompts` x `generations` real (prompt row, answer) pairs: the
+    answers to a row are the campaign's stored answers to the same parent program, in turn."""
+    engine = get_engine(url)
     rows = grpo_dataset(campaigns=[cid], db_url=url)
-    steps = repo.steps_of(get_engine(url), cid)
-    answers = [s.response for s in steps if s.response]
-    out, k = [], 0
+    responses = {s.id: s.response for s in repo.steps_of(engine, cid)}
+    by_parent: dict[str, list[str]] = {}
+    for p in repo.step_prompts(engine, campaign_ids=[cid]):
+        if responses.get(p.step_id):
+            by_parent.setdefault(p.parent_code, []).append(responses[p.step_id])
+    rows = [r for r in rows if len(by_parent.get(r["parent_program"], [])) >= 2]
+    out, k, used = [], 0, {}
     for _ in range(calls):
         batch = []
         for p in range(prompts):
             row = rows[(k + p) % len(rows)]
-            for g in range(generations):
-                batch.append((row, answers[(k * prompts + p * generations + g) % len(answers)]))
+            answers = by_parent[row["parent_program"]]
+            for _g in range(generations):
+                i = used.get(id(row), 0)
+                used[id(row)] = i + 1
+                batch.append((row, answers[i % len(answers)]))
         k += prompts
         out.append(batch)
     return out
@@ -81,7 +92,7 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; {n} completions per call ({args.prompts} prompts x {args.generations}), "
           f"{args.calls} timed calls per row after a first call that also scores the seed")
     print(f"{'sandbox':8s} {'slots':>5s} {'first call s':>12s} {'median call s':>13s} {'completions/s':>13s} "
-          f"{'ms/completion':>13s} {'ok':>4s} {'unparsable':>10s}")
+          f"{'ms/completion':>13s} {'ok':>4s} {'unparsable':>10s} {'evaluated':>9s}")
     rates: dict[tuple[str, int], float] = {}
     for sandbox in sandboxes:
         for slot in slots:
@@ -93,10 +104,12 @@ def main() -> None:
                 ok += sum(s.status == "ok" for s in reward.last)
                 bad += sum(s.status == "parse_error" for s in reward.last)
             reward.close()
+            cid = reward.campaign_ids["erdos_min_overlap"]
+            distinct = repo.count_rows(get_engine(url), cid)["evaluations"] - 1  # minus the seed's
             med = statistics.median(times)
             rates[(sandbox, slot)] = n / med
             print(f"{sandbox:8s} {slot:5d} {first:12.2f} {med:13.2f} {n / med:13.1f} {1000 * med / n:13.1f} "
-                  f"{ok:4d} {bad:10d}")
+                  f"{ok:4d} {bad:10d} {distinct:9d}")
     for sandbox in sandboxes:
         if len(slots) > 1:
             base = rates[(sandbox, slots[0])]
