@@ -73,6 +73,14 @@ def _get_or_explain(s: Session, model: type, row_id: int, error: type[LookupErro
     return row
 
 
+def _get_detached(engine: Engine, model: type, row_id: int, error: type[LookupError], noun: str, empty_hint: str):
+    """`_get_or_explain` in its own transaction, the row detached from the session."""
+    with session_scope(engine) as s:
+        row = _get_or_explain(s, model, row_id, error, noun, empty_hint)
+        s.expunge(row)
+        return row
+
+
 def _list(engine: Engine, model: type) -> list[Any]:
     """Every row of `model` in id order, detached from the session."""
     with session_scope(engine) as s:
@@ -82,11 +90,8 @@ def _list(engine: Engine, model: type) -> list[Any]:
 
 
 def get_campaign(engine: Engine, campaign_id: int) -> Campaign:
-    with session_scope(engine) as s:
-        row = _get_or_explain(s, Campaign, campaign_id, UnknownCampaign, "campaign",
-                              "no campaigns yet: start one with `discovery run`")
-        s.expunge(row)
-        return row
+    return _get_detached(engine, Campaign, campaign_id, UnknownCampaign, "campaign",
+                         "no campaigns yet: start one with `discovery run`")
 
 
 def list_campaigns(engine: Engine) -> list[Campaign]:
@@ -688,11 +693,8 @@ def finish_export(engine: Engine, export_id: int, *, status: str, error: str = "
 def get_export(engine: Engine, export_id: int) -> Any:
     from db.models import Export
 
-    with session_scope(engine) as s:
-        row = _get_or_explain(s, Export, export_id, UnknownExport, "export",
-                              "no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
-        s.expunge(row)
-        return row
+    return _get_detached(engine, Export, export_id, UnknownExport, "export",
+                         "no exports yet: make one with `discovery export CAMPAIGN_IDS --out DIR`")
 
 
 def list_exports(engine: Engine) -> list[Any]:
@@ -891,11 +893,8 @@ def finish_training_run(engine: Engine, run_id: int, *, status: str, error: str 
 def get_training_run(engine: Engine, run_id: int) -> Any:
     from db.models import TrainingRun
 
-    with session_scope(engine) as s:
-        row = _get_or_explain(s, TrainingRun, run_id, UnknownTrainingRun, "training run",
-                              "no training runs yet: start one with `discovery train sft|dpo|grpo`")
-        s.expunge(row)
-        return row
+    return _get_detached(engine, TrainingRun, run_id, UnknownTrainingRun, "training run",
+                         "no training runs yet: start one with `discovery train sft|dpo|grpo`")
 
 
 def list_training_runs(engine: Engine) -> list[Any]:

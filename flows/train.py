@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -54,6 +53,7 @@ from typing import Any, Callable, Sequence
 from db import repository as repo
 from db.engine import get_engine
 from db.repository import EXPORTABLE_STATUSES, UnknownTrainingRun
+from flows.export import _sha256
 from discovery.config import ConfigError
 from discovery.edits import ParseError, split_program
 from discovery.training import (
@@ -119,14 +119,6 @@ class _PromptSource:
     keep_prefix: str
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _export_rows(folder: Path, fmt: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The train split of `fmt` in an export folder (Parquet, else JSONL) and the sha256 of the
     file read."""
@@ -145,7 +137,7 @@ def _export_rows(folder: Path, fmt: str) -> tuple[list[dict[str, Any]], dict[str
     else:
         raise ConfigError(f"{folder} has no {fmt}/train.parquet or {fmt}/train.jsonl: export the campaigns with "
                           f"the {fmt} format (`discovery export IDS --formats {fmt} --out DIR`), or pass --campaign IDS")
-    return rows, {str(used.relative_to(folder)): _file_sha256(used)}
+    return rows, {str(used.relative_to(folder)): _sha256(used)}
 
 
 def _export_id_of(engine, folder: Path, files: dict[str, str]) -> int | None:
