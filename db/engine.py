@@ -181,10 +181,6 @@ def _clean_text(value: Any, nul: bool = True) -> Any:
     return value
 
 
-def _strip_nul(value: Any) -> Any:
-    return _clean_text(value, nul=True)
-
-
 def _postgresql_kwargs(url: str, *, options: str = "") -> dict:
     """create_engine arguments for PostgreSQL: session options (merged with any `options` in the
     URL's query), the JSON codec above. Pool settings are the caller's."""
@@ -204,7 +200,7 @@ def _postgresql_events(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute", retval=True)
     def _no_nul(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         # PostgreSQL text cannot hold NUL (psycopg refuses the whole statement): U+FFFD instead.
-        return statement, _strip_nul(parameters)
+        return statement, _clean_text(parameters)
 
 
 _engines: dict[str, Engine] = {}

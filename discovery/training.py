@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from discovery.config import ConfigError
 from discovery.types import OK, fitness
@@ -123,15 +123,12 @@ def settings(method: str, **knobs: Any) -> TrainSettings:
     given = {k: v for k, v in knobs.items() if v is not None}
     try:
         return TrainSettings(method=method, **given)
-    except Exception as exc:  # pydantic's ValidationError: keep the first problem, one line
-        errors = getattr(exc, "errors", None)
-        if callable(errors) and errors():
-            first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            message = str(first.get("msg", exc)).removeprefix("Value error, ")
-            raise ConfigError(f"training setting {where}: {message}" if where else f"training settings: {message}"
-                              ) from None
-        raise ConfigError(f"training settings: {exc}") from None
+    except ValidationError as exc:  # the first problem, one line
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"training setting {where}: {message}" if where else f"training settings: {message}"
+                          ) from None
 
 
 # ---------------------------------------------------------------- rewards

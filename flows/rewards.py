@@ -59,7 +59,7 @@ from discovery.training import (
     reward_of,
 )
 from discovery.types import OK, Evaluation, program_hash
-from flows.campaign import evaluation_fields
+from flows.campaign import cache_key, evaluation_fields
 from problems import get_problem
 from problems.base import Problem
 from problems.evaluate import evaluate
@@ -73,7 +73,6 @@ class _RewardCampaign:
     campaign_id: int
     problem: Problem
     invalid_reward: float
-    seed_score: float | None
     scored: int = 0
 
 
@@ -148,9 +147,9 @@ class SandboxReward:
         seed_id = repo.ensure_seed_candidate(self.engine, campaign_id, seed, program_hash(seed))
         seed_ev = self._evaluate(problem, seed)
         repo.record_evaluation(self.engine, campaign_id=campaign_id, candidate_id=seed_id,
-                               cache_key=self._key(problem, seed_id, seed), fields=evaluation_fields(seed_ev))
+                               cache_key=cache_key(problem, seed_id, seed), fields=evaluation_fields(seed_ev))
         rc = _RewardCampaign(campaign_id, problem, invalid_reward_for(seed_ev.score, problem.direction,
-                                                                      self.invalid_override), seed_ev.score)
+                                                                      self.invalid_override))
         self._campaigns[problem_name] = rc
         if self.on_campaign is not None:
             self.on_campaign(problem_name, campaign_id)
@@ -164,10 +163,6 @@ class SandboxReward:
             repo.set_campaign_status(self.engine, rc.campaign_id, status, error=error)
 
     # -- scoring ------------------------------------------------------------------
-
-    @staticmethod
-    def _key(problem: Problem, candidate_id: int, code: str) -> str:
-        return program_hash(code) if problem.cache_evaluations else f"candidate:{candidate_id}"
 
     def _evaluate(self, problem: Problem, code: str) -> Evaluation:
         try:
@@ -233,7 +228,7 @@ class SandboxReward:
             )
             rc.scored += 1
             rows.append({"rc": rc, "code": code, "error": error, "step_id": step_id, "candidate_id": cand_id,
-                         "group": group, "sample": sample, "problem": problems[i]})
+                         "group": group, "sample": sample})
         evaluations = self._evaluate_all(rows)
         out = []
         for row in rows:
@@ -258,7 +253,7 @@ class SandboxReward:
             if row["candidate_id"] is None:
                 continue
             rc = row["rc"]
-            key = (rc.campaign_id, self._key(rc.problem, row["candidate_id"], row["code"]))
+            key = (rc.campaign_id, cache_key(rc.problem, row["candidate_id"], row["code"]))
             jobs.setdefault(key, []).append(row["candidate_id"])
             codes[key] = (rc, row["code"])
         results: dict[int, tuple[str, float | None, str]] = {}
@@ -289,10 +284,9 @@ class SandboxReward:
         moves: dict[tuple[int, int], list[int]] = {}
         for i, row in enumerate(rows):
             moves.setdefault((row["rc"].campaign_id, row["group"]), []).append(i)
-        for (_, _), members in moves.items():
-            direction = rows[members[0]]["rc"].problem.direction
-            ok = [i for i in members if scored[i].status == OK]
-            best = max(ok, key=lambda i: (reward_of(OK, scored[i].score, direction, 0.0), -i), default=None)
+        for members in moves.values():
+            ok = [i for i in members if scored[i].status == OK]  # an ok program's reward is its fitness
+            best = max(ok, key=lambda i: (scored[i].reward, -i), default=None)
             bookkeeping = {rows[i]["sample"]: {"reward": scored[i].reward, "trainer_step": global_step,
                                                "source_step_id": sources[i]} for i in members}
             repo.finish_move(self.engine, {rows[i]["sample"]: scored[i].step_id for i in members},

@@ -53,7 +53,6 @@ from typing import Any, Callable, Sequence
 from db import repository as repo
 from db.engine import get_engine
 from db.repository import EXPORTABLE_STATUSES, UnknownTrainingRun
-from flows.export import _sha256
 from discovery.config import ConfigError
 from discovery.edits import ParseError, split_program
 from discovery.training import (
@@ -64,6 +63,7 @@ from discovery.training import (
     settings as make_settings,
     sft_records,
 )
+from flows.export import _one_line, _sha256, _username, export_dataset, preview_export
 
 __all__ = ["TrainReport", "UnknownTrainingRun", "grpo_dataset", "list_training_runs", "show_training_run", "train"]
 
@@ -140,15 +140,18 @@ def _export_rows(folder: Path, fmt: str) -> tuple[list[dict[str, Any]], dict[str
     return rows, {str(used.relative_to(folder)): _sha256(used)}
 
 
-def _export_id_of(engine, folder: Path, files: dict[str, str]) -> int | None:
-    """The stored export that wrote `folder` with these exact files (None if none did)."""
+def _export_record(engine, folder: Path, files: dict[str, str]) -> dict[str, Any]:
+    """The data record of an export folder read as it is: its files' sha256 and the stored export
+    that wrote this folder with these exact files (export_id None if none did)."""
+    export_id = None
     for row in reversed(repo.list_exports(engine)):
         if row.status != "completed" or Path(row.out_dir).resolve() != folder.resolve():
             continue
         stored = row.files or {}
         if all(stored.get(name, {}).get("sha256") == sha for name, sha in files.items()):
-            return row.id
-    return None
+            export_id = row.id
+            break
+    return {"source": "export", "folder": str(folder.resolve()), "files": files, "export_id": export_id}
 
 
 def _check_campaigns(engine, ids: Sequence[int]) -> list[int]:
@@ -197,8 +200,7 @@ def _grpo_rows(engine, data, campaigns) -> tuple[list[dict[str, Any]], dict[str,
         if step_ids and not sources:
             raise ConfigError(f"none of the {len(step_ids)} steps behind {folder}'s rl rows is in this database: "
                               f"train against the database the export was made from (--db URL)")
-        record = {"source": "export", "folder": str(folder.resolve()), "files": files,
-                  "export_id": _export_id_of(engine, folder, files)}
+        record = _export_record(engine, folder, files)
     else:
         ids = _check_campaigns(engine, campaigns or [])
         sources = _prompt_sources(engine, campaign_ids=ids)
@@ -217,11 +219,8 @@ def _records(method: str, engine, db_url, data, campaigns, out_dir: Path, comman
     if data is not None:
         folder = Path(data)
         rows, files = _export_rows(folder, fmt)
-        record = {"source": "export", "folder": str(folder.resolve()), "files": files,
-                  "export_id": _export_id_of(engine, folder, files)}
+        record = _export_record(engine, folder, files)
     else:
-        from flows.export import export_dataset
-
         ids = _check_campaigns(engine, campaigns or [])
         report = export_dataset(ids, out_dir=out_dir / "data", formats=[fmt], db_url=db_url,
                                 command=f"{command} (its export)")
@@ -235,8 +234,6 @@ def _records(method: str, engine, db_url, data, campaigns, out_dir: Path, comman
 
 def _check_exportable(method: str, engine, db_url, campaigns) -> None:
     """Refuses campaigns whose export would hold no training row for `method` (a dry run)."""
-    from flows.export import preview_export
-
     ids = _check_campaigns(engine, campaigns or [])
     fmt = FORMAT_OF[method]
     preview = preview_export(ids, formats=[fmt], db_url=db_url)
@@ -340,12 +337,6 @@ def _check_out_dir(out_dir: str | os.PathLike) -> Path:
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"cannot write the trained model under {parent}: pass an --out folder you can write")
     return path
-
-
-def _username() -> str:
-    from flows.export import _username as export_username
-
-    return export_username()
 
 
 def _jsonable(value: Any) -> Any:
@@ -477,11 +468,6 @@ _SHOWN_TRL_FIELDS = {
     "lr_scheduler_type", "warmup_steps", "weight_decay", "bf16", "fp16", "use_cpu", "scale_rewards",
     "gradient_checkpointing", "optim",
 }
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:2000]
 
 
 def _fail(engine, run_id: int, reward, status: str, error: str) -> None:
